@@ -1,0 +1,96 @@
+//! Command-line front door. Each subcommand lives in its own file and only turns
+//! arguments into library calls and results into output.
+
+mod common;
+mod completions;
+mod decrypt;
+mod edit;
+mod encrypt;
+mod keygen;
+mod rotate;
+mod updatekeys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+
+const AFTER_HELP: &str = "\
+Examples:
+  lockstep keygen -o key.txt                       # new age identity (0600), prints the recipient
+  lockstep encrypt --age age1... secret.yaml > secret.enc.yaml
+  lockstep encrypt -i --encrypted-regex '^(data|stringData)$' k8s-secret.yaml
+  SOPS_AGE_KEY_FILE=key.txt lockstep decrypt secret.enc.yaml
+  lockstep decrypt --extract '[\"data\"][\"password\"]' secret.enc.yaml
+  lockstep edit secret.enc.yaml                    # opens $SOPS_EDITOR / $EDITOR
+  lockstep updatekeys secrets/*.yaml               # re-wrap for the recipients .sops.yaml lists now
+  lockstep rotate -i secret.enc.yaml               # new data key
+
+Exit status: 0 on success; otherwise the sops exit code for the cause (e.g. 2 unreadable
+input, 25 a value failed to decrypt, 51 MAC mismatch, 128 no identity opens the file).
+Environment: SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_SSH_PRIVATE_KEY_FILE, SOPS_AGE_KEY_CMD,
+SOPS_AGE_RECIPIENTS, SOPS_CONFIG, SOPS_EDITOR/EDITOR, LOCKSTEP_LOG (log filter, e.g. debug).";
+
+/// lockstep: Git to Kubernetes with secrets done right. The SOPS commands are a drop-in
+/// for the `sops` CLI on age-encrypted files.
+#[derive(Parser, Debug)]
+#[command(name = "lockstep", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// An age identity file (or OpenSSH private key) to decrypt with, in addition to the
+    /// sources sops uses. Repeatable.
+    #[arg(long, global = true, value_name = "FILE")]
+    identity: Vec<PathBuf>,
+
+    /// Path of the .sops.yaml to use instead of searching from the current directory.
+    #[arg(long, global = true, env = "SOPS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate an age X25519 identity (age-keygen format, mode 0600).
+    Keygen(keygen::Args),
+    /// Encrypt a file as sops does (YAML, JSON, dotenv or binary).
+    Encrypt(encrypt::Args),
+    /// Decrypt a SOPS file and verify its MAC.
+    Decrypt(decrypt::Args),
+    /// Edit a SOPS file in $EDITOR; unchanged values keep their ciphertext.
+    Edit(edit::Args),
+    /// Re-wrap the data key for the recipients that .sops.yaml now lists.
+    Updatekeys(updatekeys::Args),
+    /// Generate a new data key and re-encrypt every value.
+    Rotate(rotate::Args),
+    /// Print shell completions.
+    Completions(completions::Args),
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    common::init_logging();
+    let ctx = common::Context {
+        identities: cli.identity.clone(),
+        config: cli.config.clone(),
+    };
+    let result = match cli.command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Encrypt(a) => encrypt::run(&ctx, a),
+        Command::Decrypt(a) => decrypt::run(&ctx, a),
+        Command::Edit(a) => edit::run(&ctx, a),
+        Command::Updatekeys(a) => updatekeys::run(&ctx, a),
+        Command::Rotate(a) => rotate::run(&ctx, a),
+        Command::Completions(a) => completions::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line on stderr: file, key path and cause.
+            let msg = e.message.replace('\n', " ");
+            eprintln!("lockstep: {msg}");
+            ExitCode::from(e.code.clamp(1, 255) as u8)
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! lockstep: a secrets-aware GitOps engine for Kubernetes.
+//!
+//! This crate is both the library behind the reconciler and the `lockstep` CLI. The
+//! CLI stays thin; every operation lives here.
+
+pub mod crypto;
+pub mod sops;
