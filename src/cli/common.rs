@@ -59,7 +59,8 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
             .read_to_end(&mut buf)
             .map_err(|e| CliError::new(2, format!("<stdin>: {e}")))?;
     } else {
-        buf = std::fs::read(path).map_err(|e| CliError::new(2, format!("{}: {e}", path.display())))?;
+        buf = std::fs::read(path)
+            .map_err(|e| CliError::new(2, format!("{}: {e}", path.display())))?;
     }
     Ok(buf)
 }
@@ -67,7 +68,8 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
 /// Writes a file atomically (temporary file in the same directory, then rename),
 /// keeping the original's permissions, so a failure never leaves a half-written file.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CliError> {
-    let err = |e: std::io::Error| CliError::new(3, format!("{}: cannot write: {e}", path.display()));
+    let err =
+        |e: std::io::Error| CliError::new(3, format!("{}: cannot write: {e}", path.display()));
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -93,7 +95,12 @@ pub fn write_stdout(data: &[u8]) -> Result<(), CliError> {
 }
 
 /// Writes the result: in place, to `--output`, or to stdout.
-pub fn emit(input: &Path, in_place: bool, output: Option<&Path>, data: &[u8]) -> Result<(), CliError> {
+pub fn emit(
+    input: &Path,
+    in_place: bool,
+    output: Option<&Path>,
+    data: &[u8],
+) -> Result<(), CliError> {
     if in_place {
         if input == Path::new("-") {
             return Err(CliError::new(100, "--in-place needs a file, not stdin"));
@@ -128,12 +135,17 @@ pub fn parse_recipients(values: &[String]) -> Result<Vec<AgeRecipient>, CliError
 
 /// The `.sops.yaml` in effect, if any.
 pub fn load_config(ctx: &Context) -> Result<Option<sops::config::Config>, CliError> {
-    let cwd = std::env::current_dir().map_err(|e| CliError::new(1, format!("current directory: {e}")))?;
-    sops::config::locate(ctx.config.as_deref(), &cwd).map_err(|e| CliError::new(1, format!("error loading config: {e}")))
+    let cwd =
+        std::env::current_dir().map_err(|e| CliError::new(1, format!("current directory: {e}")))?;
+    sops::config::locate(ctx.config.as_deref(), &cwd)
+        .map_err(|e| CliError::new(1, format!("error loading config: {e}")))
 }
 
 /// Turns a creation rule into encryption settings (age keys only).
-pub fn settings_from_rule(rule: &sops::config::CreationRule, config_path: &Path) -> Result<EncryptSettings, CliError> {
+pub fn settings_from_rule(
+    rule: &sops::config::CreationRule,
+    config_path: &Path,
+) -> Result<EncryptSettings, CliError> {
     let mut groups = Vec::new();
     for (i, g) in rule.key_groups.iter().enumerate() {
         if !g.pgp.is_empty() || !g.other.is_empty() {
@@ -192,7 +204,12 @@ pub fn rule_path(input: &Path, filename_override: Option<&Path>) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-pub fn formats(input: &Path, input_type: Option<Format>, output_type: Option<Format>, filename_override: Option<&Path>) -> (Format, Format) {
+pub fn formats(
+    input: &Path,
+    input_type: Option<Format>,
+    output_type: Option<Format>,
+    filename_override: Option<&Path>,
+) -> (Format, Format) {
     let by_name = Format::for_path(filename_override.unwrap_or(input));
     let i = input_type.unwrap_or(by_name);
     let o = output_type.unwrap_or(i);

@@ -7,7 +7,9 @@ use lockstep::sops::{self, DecryptOptions, Format};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  SOPS_AGE_KEY_FILE=key.txt lockstep decrypt secret.enc.yaml\n  lockstep decrypt --identity key.txt --extract '[\"data\"][\"password\"]' secret.enc.yaml\n  lockstep decrypt -i secret.yaml   # replace the file with its plaintext")]
+#[command(
+    after_help = "Examples:\n  SOPS_AGE_KEY_FILE=key.txt lockstep decrypt secret.enc.yaml\n  lockstep decrypt --identity key.txt --extract '[\"data\"][\"password\"]' secret.enc.yaml\n  lockstep decrypt -i secret.yaml   # replace the file with its plaintext"
+)]
 pub struct Args {
     /// File to decrypt, or - for stdin.
     file: PathBuf,
@@ -37,19 +39,35 @@ pub struct Args {
 
 pub fn run(ctx: &Context, a: Args) -> CliResult {
     let name = common::display_name(&a.file);
-    let (in_fmt, out_fmt) = common::formats(&a.file, a.input_type, a.output_type, a.filename_override.as_deref());
+    let (in_fmt, out_fmt) = common::formats(
+        &a.file,
+        a.input_type,
+        a.output_type,
+        a.filename_override.as_deref(),
+    );
     let config = common::load_config(ctx).ok().flatten();
     let layout = common::layout(config.as_ref(), a.indent);
     let input = common::read_input(&a.file)?;
     let (ids, searched) = common::identities(ctx);
-    let file = sops::decrypt(&input, in_fmt, &ids, &searched, DecryptOptions { ignore_mac: a.ignore_mac })
-        .map_err(|e| CliError::sops(&name, e))?;
+    let file = sops::decrypt(
+        &input,
+        in_fmt,
+        &ids,
+        &searched,
+        DecryptOptions {
+            ignore_mac: a.ignore_mac,
+        },
+    )
+    .map_err(|e| CliError::sops(&name, e))?;
     let out = match &a.extract {
         Some(path) => {
-            let node = sops::extract(&file.docs, path).map_err(|e| CliError::new(91, format!("{name}: {e}")))?;
+            let node = sops::extract(&file.docs, path)
+                .map_err(|e| CliError::new(91, format!("{name}: {e}")))?;
             sops::extract_output(node, out_fmt, layout).map_err(|e| CliError::sops(&name, e))?
         }
-        None => file.emit_plain(out_fmt, layout).map_err(|e| CliError::sops(&name, e))?,
+        None => file
+            .emit_plain(out_fmt, layout)
+            .map_err(|e| CliError::sops(&name, e))?,
     };
     common::emit(&a.file, a.in_place, a.output.as_deref(), &out)
 }

@@ -11,7 +11,9 @@ use lockstep::sops::{self, DecryptOptions, Format};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  EDITOR=nano lockstep edit secrets/db.enc.yaml\n  SOPS_EDITOR='code --wait' lockstep edit app.enc.env\n\nExit status 200 means the file was not changed.")]
+#[command(
+    after_help = "Examples:\n  EDITOR=nano lockstep edit secrets/db.enc.yaml\n  SOPS_EDITOR='code --wait' lockstep edit app.enc.env\n\nExit status 200 means the file was not changed."
+)]
 pub struct Args {
     /// The encrypted file to edit.
     file: PathBuf,
@@ -31,8 +33,13 @@ struct PrivateTemp {
 
 impl PrivateTemp {
     fn new(name: &str, contents: &[u8]) -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("lockstep-edit-").tempdir()?;
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let dir = tempfile::Builder::new()
+            .prefix("lockstep-edit-")
+            .tempdir()?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
         let file = dir.path().join(name);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -100,18 +107,37 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     let layout = common::layout(config.as_ref(), None);
     let input = common::read_input(&a.file)?;
     let (ids, searched) = common::identities(ctx);
-    let decrypted = sops::decrypt(&input, fmt, &ids, &searched, DecryptOptions { ignore_mac: a.ignore_mac })
+    let decrypted = sops::decrypt(
+        &input,
+        fmt,
+        &ids,
+        &searched,
+        DecryptOptions {
+            ignore_mac: a.ignore_mac,
+        },
+    )
+    .map_err(|e| CliError::sops(&name, e))?;
+    let plain = decrypted
+        .emit_plain(fmt, layout)
         .map_err(|e| CliError::sops(&name, e))?;
-    let plain = decrypted.emit_plain(fmt, layout).map_err(|e| CliError::sops(&name, e))?;
 
     let base = a
         .file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let temp = PrivateTemp::new(&base, &plain)
-        .map_err(|e| CliError::new(3, format!("{name}: cannot create a private temporary file: {e}")))?;
-    let status = run_editor(&temp.file).map_err(|e| CliError::new(201, format!("{name}: cannot run editor {:?}: {e}", editor())))?;
+    let temp = PrivateTemp::new(&base, &plain).map_err(|e| {
+        CliError::new(
+            3,
+            format!("{name}: cannot create a private temporary file: {e}"),
+        )
+    })?;
+    let status = run_editor(&temp.file).map_err(|e| {
+        CliError::new(
+            201,
+            format!("{name}: cannot run editor {:?}: {e}", editor()),
+        )
+    })?;
     if !status.success() {
         return Err(CliError::new(
             201,
@@ -119,15 +145,24 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         ));
     }
     let edited = zeroize::Zeroizing::new(
-        std::fs::read(&temp.file).map_err(|e| CliError::new(2, format!("{name}: cannot read the edited file: {e}")))?,
+        std::fs::read(&temp.file)
+            .map_err(|e| CliError::new(2, format!("{name}: cannot read the edited file: {e}")))?,
     );
     drop(temp);
     if edited.as_slice() == plain.as_slice() {
-        return Err(CliError::new(200, format!("{name}: file has not changed, exiting")));
+        return Err(CliError::new(
+            200,
+            format!("{name}: file has not changed, exiting"),
+        ));
     }
     let docs = sops::parse_plain(&edited, fmt).map_err(|e| {
-        CliError::new(e.exit_code(), format!("{name}: the edited text is invalid, nothing was written: {e}"))
+        CliError::new(
+            e.exit_code(),
+            format!("{name}: the edited text is invalid, nothing was written: {e}"),
+        )
     })?;
-    let out = decrypted.reencrypt(docs, fmt, layout).map_err(|e| CliError::sops(&name, e))?;
+    let out = decrypted
+        .reencrypt(docs, fmt, layout)
+        .map_err(|e| CliError::sops(&name, e))?;
     common::write_atomic(&a.file, &out)
 }

@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 
-use lockstep::sops::{self, EncryptSettings, Format};
 use lockstep::sops::metadata::Selection;
+use lockstep::sops::{self, EncryptSettings, Format};
 
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  lockstep encrypt --age age1abc...,age1def... secret.yaml > secret.enc.yaml\n  lockstep encrypt -i --encrypted-regex '^(data|stringData)$' k8s/secret.yaml\n  cat app.env | lockstep encrypt --input-type dotenv --age age1abc... -")]
+#[command(
+    after_help = "Examples:\n  lockstep encrypt --age age1abc...,age1def... secret.yaml > secret.enc.yaml\n  lockstep encrypt -i --encrypted-regex '^(data|stringData)$' k8s/secret.yaml\n  cat app.env | lockstep encrypt --input-type dotenv --age age1abc... -"
+)]
 pub struct Args {
     /// File to encrypt, or - for stdin.
     file: PathBuf,
@@ -69,16 +71,27 @@ fn cli_selection(a: &Args) -> Result<Option<Selection>, CliError> {
     add(&a.encrypted_suffix, Selection::EncryptedSuffix);
     add(&a.unencrypted_suffix, Selection::UnencryptedSuffix);
     add(&a.encrypted_comment_regex, Selection::EncryptedCommentRegex);
-    add(&a.unencrypted_comment_regex, Selection::UnencryptedCommentRegex);
+    add(
+        &a.unencrypted_comment_regex,
+        Selection::UnencryptedCommentRegex,
+    );
     if s.len() > 1 {
-        return Err(CliError::new(8, "cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex"));
+        return Err(CliError::new(
+            8,
+            "cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex",
+        ));
     }
     Ok(s.pop())
 }
 
 pub fn run(ctx: &Context, a: Args) -> CliResult {
     let name = common::display_name(&a.file);
-    let (in_fmt, out_fmt) = common::formats(&a.file, a.input_type, a.output_type, a.filename_override.as_deref());
+    let (in_fmt, out_fmt) = common::formats(
+        &a.file,
+        a.input_type,
+        a.output_type,
+        a.filename_override.as_deref(),
+    );
     let config = common::load_config(ctx)?;
     let layout = common::layout(config.as_ref(), a.indent);
     let cli_sel = cli_selection(&a)?;
@@ -91,7 +104,12 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
             let path = common::rule_path(&a.file, a.filename_override.as_deref());
             match c.rule_for(&path) {
                 Ok(r) => Some((r, c.path.clone())),
-                Err(e) if recipients.is_empty() => return Err(CliError::new(1, format!("{name}: error loading config: {e}"))),
+                Err(e) if recipients.is_empty() => {
+                    return Err(CliError::new(
+                        1,
+                        format!("{name}: error loading config: {e}"),
+                    ));
+                }
                 Err(_) => None,
             }
         }
@@ -101,7 +119,14 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         settings = common::settings_from_rule(rule, path)?;
         if let (Some(cli), Some(from_rule)) = (&cli_sel, &settings.selection) {
             if cli.key() != from_rule.key() {
-                return Err(CliError::new(8, format!("{name}: cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex (--{} and the .sops.yaml rule's {})", cli.key().replace('_', "-"), from_rule.key())));
+                return Err(CliError::new(
+                    8,
+                    format!(
+                        "{name}: cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex (--{} and the .sops.yaml rule's {})",
+                        cli.key().replace('_', "-"),
+                        from_rule.key()
+                    ),
+                ));
             }
         }
     }
@@ -120,10 +145,13 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     if settings.groups.iter().all(|g| g.is_empty()) {
         return Err(CliError::new(
             if config.is_some() { 111 } else { 1 },
-            format!("{name}: config file not found, or has no creation rules, and no keys provided through command line options (--age)"),
+            format!(
+                "{name}: config file not found, or has no creation rules, and no keys provided through command line options (--age)"
+            ),
         ));
     }
     let input = common::read_input(&a.file)?;
-    let out = sops::encrypt(&input, in_fmt, out_fmt, &settings, layout).map_err(|e| CliError::sops(&name, e))?;
+    let out = sops::encrypt(&input, in_fmt, out_fmt, &settings, layout)
+        .map_err(|e| CliError::sops(&name, e))?;
     common::emit(&a.file, a.in_place, a.output.as_deref(), &out)
 }

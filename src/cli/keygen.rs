@@ -9,7 +9,9 @@ use lockstep::crypto::age_keys;
 use super::common::{CliError, CliResult, write_stdout};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  lockstep keygen -o ~/.config/sops/age/keys.txt\n  R=$(lockstep keygen -o key.txt)   # the recipient goes to stdout")]
+#[command(
+    after_help = "Examples:\n  lockstep keygen -o ~/.config/sops/age/keys.txt\n  R=$(lockstep keygen -o key.txt)   # the recipient goes to stdout"
+)]
 pub struct Args {
     /// Write the identity to FILE (created with mode 0600; never overwritten) and print
     /// the recipient on stdout. Without it, the key file is printed on stdout.

@@ -15,7 +15,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-
 const AFTER_HELP: &str = "\
 Examples:
   lockstep keygen -o key.txt                       # new age identity (0600), prints the recipient

@@ -7,7 +7,9 @@ use lockstep::sops::{self, DecryptOptions, Format};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  lockstep rotate -i secrets/db.enc.yaml\n  lockstep rotate -i --rm-age age1old... --add-age age1new... secrets/db.enc.yaml")]
+#[command(
+    after_help = "Examples:\n  lockstep rotate -i secrets/db.enc.yaml\n  lockstep rotate -i --rm-age age1old... --add-age age1new... secrets/db.enc.yaml"
+)]
 pub struct Args {
     /// The encrypted file.
     file: PathBuf,
@@ -31,7 +33,8 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     let layout = common::layout(config.as_ref(), None);
     let input = common::read_input(&a.file)?;
     let (ids, searched) = common::identities(ctx);
-    let file = sops::decrypt(&input, fmt, &ids, &searched, DecryptOptions::default()).map_err(|e| CliError::sops(&name, e))?;
+    let file = sops::decrypt(&input, fmt, &ids, &searched, DecryptOptions::default())
+        .map_err(|e| CliError::sops(&name, e))?;
     sops::require_age_only(&file.metadata).map_err(|e| CliError::sops(&name, e))?;
     let add = common::parse_recipients(&a.add_age)?;
     let rm = common::parse_recipients(&a.rm_age)?;
@@ -39,7 +42,12 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         .metadata
         .key_groups
         .iter()
-        .map(|g| g.age.iter().map(|k| lockstep::crypto::age_keys::AgeRecipient::parse(&k.recipient)).collect::<Result<Vec<_>, _>>())
+        .map(|g| {
+            g.age
+                .iter()
+                .map(|k| lockstep::crypto::age_keys::AgeRecipient::parse(&k.recipient))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CliError::new(1, format!("{name}: {e}")))?;
     for g in groups.iter_mut() {
@@ -52,6 +60,8 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
             }
         }
     }
-    let out = file.rotate(Some(&groups), fmt, layout).map_err(|e| CliError::sops(&name, e))?;
+    let out = file
+        .rotate(Some(&groups), fmt, layout)
+        .map_err(|e| CliError::sops(&name, e))?;
     common::emit(&a.file, a.in_place, None, &out)
 }

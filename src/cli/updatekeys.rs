@@ -9,7 +9,9 @@ use lockstep::sops::{self, DecryptOptions, Format};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  lockstep updatekeys -y secrets/prod/db.yaml\n  lockstep updatekeys secrets/**/*.yaml   # several files, with a progress bar")]
+#[command(
+    after_help = "Examples:\n  lockstep updatekeys -y secrets/prod/db.yaml\n  lockstep updatekeys secrets/**/*.yaml   # several files, with a progress bar"
+)]
 pub struct Args {
     /// Encrypted files to update.
     #[arg(required = true)]
@@ -23,13 +25,21 @@ pub struct Args {
 
 pub fn run(ctx: &Context, a: Args) -> CliResult {
     let config = common::load_config(ctx)?.ok_or_else(|| {
-        CliError::new(61, "config file not found: updatekeys needs a .sops.yaml with creation rules")
+        CliError::new(
+            61,
+            "config file not found: updatekeys needs a .sops.yaml with creation rules",
+        )
     })?;
     let layout = common::layout(Some(&config), None);
     let (ids, searched) = common::identities(ctx);
-    let bar = if a.files.len() > 1 { ProgressBar::new(a.files.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if a.files.len() > 1 {
+        ProgressBar::new(a.files.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut failed = None;
     let (mut changed, mut same) = (0, 0);
@@ -47,10 +57,20 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    eprintln!("updatekeys: {changed} file(s) updated, {same} already up to date{}", if failed.is_some() { ", some failed" } else { "" });
+    eprintln!(
+        "updatekeys: {changed} file(s) updated, {same} already up to date{}",
+        if failed.is_some() {
+            ", some failed"
+        } else {
+            ""
+        }
+    );
     match failed {
         Some(e) if a.files.len() == 1 => Err(e),
-        Some(e) => Err(CliError::new(e.code, "some files could not be updated (see above)")),
+        Some(e) => Err(CliError::new(
+            e.code,
+            "some files could not be updated (see above)",
+        )),
         None => Ok(()),
     }
 }
@@ -78,22 +98,41 @@ fn update_one(
         .iter()
         .map(|g| g.age.iter().map(|k| k.recipient.as_str()).collect())
         .collect();
-    let wanted: Vec<Vec<&str>> = settings.groups.iter().map(|g| g.iter().map(|r| r.text.as_str()).collect()).collect();
-    let threshold_same = settings.shamir_threshold == 0 || settings.shamir_threshold == encrypted.metadata.shamir_threshold;
+    let wanted: Vec<Vec<&str>> = settings
+        .groups
+        .iter()
+        .map(|g| g.iter().map(|r| r.text.as_str()).collect())
+        .collect();
+    let threshold_same = settings.shamir_threshold == 0
+        || settings.shamir_threshold == encrypted.metadata.shamir_threshold;
     if current == wanted && threshold_same {
         return Ok(false);
     }
-    let added: Vec<&&str> = wanted.iter().flatten().filter(|r| !current.iter().flatten().any(|c| c == *r)).collect();
-    let removed: Vec<&&str> = current.iter().flatten().filter(|r| !wanted.iter().flatten().any(|c| c == *r)).collect();
+    let added: Vec<&&str> = wanted
+        .iter()
+        .flatten()
+        .filter(|r| !current.iter().flatten().any(|c| c == *r))
+        .collect();
+    let removed: Vec<&&str> = current
+        .iter()
+        .flatten()
+        .filter(|r| !wanted.iter().flatten().any(|c| c == *r))
+        .collect();
     for r in &added {
         tracing::info!("{name}: adding recipient {r}");
     }
     for r in &removed {
         tracing::info!("{name}: removing recipient {r}");
     }
-    let decrypted = sops::decrypt(&input, fmt, ids, searched, DecryptOptions::default()).map_err(|e| CliError::sops(&name, e))?;
+    let decrypted = sops::decrypt(&input, fmt, ids, searched, DecryptOptions::default())
+        .map_err(|e| CliError::sops(&name, e))?;
     let out = decrypted
-        .with_key_groups(encrypted, &settings.groups, settings.shamir_threshold, layout)
+        .with_key_groups(
+            encrypted,
+            &settings.groups,
+            settings.shamir_threshold,
+            layout,
+        )
         .map_err(|e| CliError::sops(&name, e))?;
     common::write_atomic(file, &out)?;
     Ok(true)

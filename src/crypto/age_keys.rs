@@ -12,11 +12,15 @@ use zeroize::Zeroizing;
 pub enum KeyError {
     #[error("invalid age recipient {0:?}: {1}")]
     BadRecipient(String, String),
-    #[error("unsupported recipient type {0:?}: lockstep supports age X25519 (age1…) and SSH (ssh-ed25519, ssh-rsa) recipients")]
+    #[error(
+        "unsupported recipient type {0:?}: lockstep supports age X25519 (age1…) and SSH (ssh-ed25519, ssh-rsa) recipients"
+    )]
     UnsupportedRecipient(String),
     #[error("{source_name}: line {line}: unknown identity type (expected AGE-SECRET-KEY-1…)")]
     BadIdentityLine { source_name: String, line: usize },
-    #[error("{0}: passphrase-protected identity files are not supported; decrypt it with `age -d` into a 0600 file first")]
+    #[error(
+        "{0}: passphrase-protected identity files are not supported; decrypt it with `age -d` into a 0600 file first"
+    )]
     EncryptedIdentityFile(String),
     #[error("{0}: not a usable SSH private key ({1})")]
     BadSshKey(String, String),
@@ -51,7 +55,11 @@ impl std::fmt::Debug for AgeRecipient {
 impl AgeRecipient {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let text = text.trim();
-        let kind = if text.starts_with("age1pq1") || (text.starts_with("age1") && text.matches('1').count() > 1 && age::x25519::Recipient::from_str(text).is_err()) {
+        let kind = if text.starts_with("age1pq1")
+            || (text.starts_with("age1")
+                && text.matches('1').count() > 1
+                && age::x25519::Recipient::from_str(text).is_err())
+        {
             return Err(KeyError::UnsupportedRecipient(text.to_owned()));
         } else if text.starts_with("age1") {
             RecipientKind::X25519(
@@ -83,17 +91,15 @@ impl AgeRecipient {
     /// single recipient, as sops does.
     pub fn wrap(&self, key: &[u8]) -> Result<String, KeyError> {
         let err = |e: &dyn std::fmt::Display| KeyError::Wrap(self.text.clone(), e.to_string());
-        let enc = age::Encryptor::with_recipients(std::iter::once(self.as_dyn()))
-            .map_err(|e| err(&e))?;
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(self.as_dyn())).map_err(|e| err(&e))?;
         let mut out = Vec::new();
         let armor =
             age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
                 .map_err(|e| err(&e))?;
         let mut w = enc.wrap_output(armor).map_err(|e| err(&e))?;
         w.write_all(key).map_err(|e| err(&e))?;
-        w.finish()
-            .and_then(|a| a.finish())
-            .map_err(|e| err(&e))?;
+        w.finish().and_then(|a| a.finish()).map_err(|e| err(&e))?;
         String::from_utf8(out).map_err(|e| err(&e))
     }
 }
@@ -133,12 +139,11 @@ impl Identities {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let id = age::x25519::Identity::from_str(line).map_err(|_| {
-                KeyError::BadIdentityLine {
+            let id =
+                age::x25519::Identity::from_str(line).map_err(|_| KeyError::BadIdentityLine {
                     source_name: source_name.to_owned(),
                     line: i + 1,
-                }
-            })?;
+                })?;
             found.push(Box::new(id));
         }
         let n = found.len();
@@ -149,8 +154,11 @@ impl Identities {
 
     /// Adds an OpenSSH private key (ed25519 or rsa) as an age identity.
     pub fn add_ssh_key_text(&mut self, text: &str, source_name: &str) -> Result<(), KeyError> {
-        let id = age::ssh::Identity::from_buffer(BufReader::new(text.as_bytes()), Some(source_name.to_owned()))
-            .map_err(|e| KeyError::BadSshKey(source_name.to_owned(), e.to_string()))?;
+        let id = age::ssh::Identity::from_buffer(
+            BufReader::new(text.as_bytes()),
+            Some(source_name.to_owned()),
+        )
+        .map_err(|e| KeyError::BadSshKey(source_name.to_owned(), e.to_string()))?;
         match id {
             age::ssh::Identity::Unencrypted(_) => {}
             age::ssh::Identity::Encrypted(_) => {
@@ -227,7 +235,8 @@ mod tests {
         assert!(enc.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
         assert!(enc.ends_with("-----END AGE ENCRYPTED FILE-----\n"));
         let mut ids = Identities::default();
-        ids.add_key_file_text(&key_file_text(&k, "now"), "test").unwrap();
+        ids.add_key_file_text(&key_file_text(&k, "now"), "test")
+            .unwrap();
         assert_eq!(&ids.unwrap(&enc).unwrap()[..], &[7u8; 32]);
     }
 

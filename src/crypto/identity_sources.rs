@@ -57,7 +57,9 @@ pub fn load(explicit: &[PathBuf]) -> Loaded {
             Ok(text) => {
                 let name = path.display().to_string();
                 // An OpenSSH private key can be an identity too.
-                let r = if text.trim_start().starts_with("-----BEGIN OPENSSH PRIVATE KEY")
+                let r = if text
+                    .trim_start()
+                    .starts_with("-----BEGIN OPENSSH PRIVATE KEY")
                     || text.trim_start().starts_with("-----BEGIN RSA PRIVATE KEY")
                 {
                     ids.add_ssh_key_text(&text, &name)
@@ -74,7 +76,10 @@ pub fn load(explicit: &[PathBuf]) -> Loaded {
     if let Some(p) = std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE") {
         let p = PathBuf::from(p);
         match read(&p) {
-            Ok(text) => note(ids.add_ssh_key_text(&text, &p.display().to_string()), &mut problems),
+            Ok(text) => note(
+                ids.add_ssh_key_text(&text, &p.display().to_string()),
+                &mut problems,
+            ),
             Err(e) => problems.push(e),
         }
     }
@@ -104,7 +109,8 @@ pub fn load(explicit: &[PathBuf]) -> Loaded {
         let p = PathBuf::from(p);
         match read(&p) {
             Ok(text) => note(
-                ids.add_key_file_text(&text, &p.display().to_string()).map(|_| ()),
+                ids.add_key_file_text(&text, &p.display().to_string())
+                    .map(|_| ()),
                 &mut problems,
             ),
             Err(e) => problems.push(e),
@@ -112,9 +118,14 @@ pub fn load(explicit: &[PathBuf]) -> Loaded {
     }
     searched.push("SOPS_AGE_KEY_CMD".into());
     if let Ok(cmd) = std::env::var("SOPS_AGE_KEY_CMD") {
-        match std::process::Command::new("sh").arg("-c").arg(&cmd).output() {
+        match std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+        {
             Ok(out) if out.status.success() => {
-                let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+                let text =
+                    zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
                 note(
                     ids.add_key_file_text(&text, "SOPS_AGE_KEY_CMD").map(|_| ()),
                     &mut problems,
@@ -129,7 +140,8 @@ pub fn load(explicit: &[PathBuf]) -> Loaded {
         if p.is_file() {
             match read(&p) {
                 Ok(text) => note(
-                    ids.add_key_file_text(&text, &p.display().to_string()).map(|_| ()),
+                    ids.add_key_file_text(&text, &p.display().to_string())
+                        .map(|_| ()),
                     &mut problems,
                 ),
                 Err(e) => problems.push(e),

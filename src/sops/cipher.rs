@@ -3,10 +3,10 @@
 //! AES-256-GCM with a 32-byte IV, which is why `aes-gcm` is used with a `U32` nonce type:
 //! ring's AEAD only takes 96-bit nonces.
 
+use aes_gcm::AesGcm;
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::generic_array::typenum::{U12, U32};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::AesGcm;
 use aes_gcm::aes::Aes256;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -51,7 +51,9 @@ impl DataType {
 /// malformed value in an encrypted position may be a plaintext secret typed by hand.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CipherError {
-    #[error("value does not match sops' data format (expected ENC[AES256_GCM,data:…,iv:…,tag:…,type:…])")]
+    #[error(
+        "value does not match sops' data format (expected ENC[AES256_GCM,data:…,iv:…,tag:…,type:…])"
+    )]
     Malformed,
     #[error("invalid base64 in the {0} field of an encrypted value")]
     BadBase64(&'static str),
@@ -107,9 +109,15 @@ fn parse(s: &str) -> Result<Parsed, CipherError> {
         return Err(CipherError::Malformed);
     }
     Ok(Parsed {
-        data: STANDARD.decode(data).map_err(|_| CipherError::BadBase64("data"))?,
-        iv: STANDARD.decode(iv).map_err(|_| CipherError::BadBase64("iv"))?,
-        tag: STANDARD.decode(tag).map_err(|_| CipherError::BadBase64("tag"))?,
+        data: STANDARD
+            .decode(data)
+            .map_err(|_| CipherError::BadBase64("data"))?,
+        iv: STANDARD
+            .decode(iv)
+            .map_err(|_| CipherError::BadBase64("iv"))?,
+        tag: STANDARD
+            .decode(tag)
+            .map_err(|_| CipherError::BadBase64("tag"))?,
         ty: ty.to_owned(),
     })
 }
@@ -178,8 +186,7 @@ pub fn decrypt(key: &[u8], value: &str, aad: &str) -> Result<Decrypted, CipherEr
             ))
         }
         DataType::Float => {
-            let s =
-                std::str::from_utf8(&plain).map_err(|_| CipherError::BadPlaintext("float"))?;
+            let s = std::str::from_utf8(&plain).map_err(|_| CipherError::BadPlaintext("float"))?;
             Decrypted::Scalar(Scalar::Float(
                 parse_go_float(s).ok_or(CipherError::BadPlaintext("float"))?,
             ))
@@ -278,7 +285,11 @@ pub fn format_go_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         // Rust's Display for f64 prints the shortest round-trip digits without exponent.
         format!("{f}")

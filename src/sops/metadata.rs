@@ -113,7 +113,9 @@ pub enum MetadataError {
     NotAMap,
     #[error("sops metadata: {0} must be {1}")]
     BadField(String, &'static str),
-    #[error("Cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex in the same file")]
+    #[error(
+        "Cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex in the same file"
+    )]
     SeveralSelections,
     #[error("No keys found in file")]
     NoKeys,
@@ -136,13 +138,10 @@ fn scalar_text(n: &Node) -> Option<String> {
 }
 
 fn entries(n: &Node) -> impl Iterator<Item = (&str, &Node)> {
-    n.as_map()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| match i {
-            MapItem::Entry(k, v) => Some((k.as_str(), v)),
-            MapItem::Comment(_) => None,
-        })
+    n.as_map().into_iter().flatten().filter_map(|i| match i {
+        MapItem::Entry(k, v) => Some((k.as_str(), v)),
+        MapItem::Comment(_) => None,
+    })
 }
 
 fn list_len(n: &Node) -> usize {
@@ -163,14 +162,12 @@ fn read_group(n: &Node, prefix: &str) -> Result<KeyGroup, MetadataError> {
                 return Err(MetadataError::BadField(format!("{prefix}age"), "a list"));
             };
             for item in items {
-                let recipient = item
-                    .get("recipient")
-                    .and_then(scalar_text)
-                    .ok_or_else(|| MetadataError::BadField(format!("{prefix}age[].recipient"), "a string"))?;
-                let enc = item
-                    .get("enc")
-                    .and_then(scalar_text)
-                    .ok_or_else(|| MetadataError::BadField(format!("{prefix}age[].enc"), "a string"))?;
+                let recipient = item.get("recipient").and_then(scalar_text).ok_or_else(|| {
+                    MetadataError::BadField(format!("{prefix}age[].recipient"), "a string")
+                })?;
+                let enc = item.get("enc").and_then(scalar_text).ok_or_else(|| {
+                    MetadataError::BadField(format!("{prefix}age[].enc"), "a string")
+                })?;
                 g.age.push(AgeKey { recipient, enc });
             }
         } else if OTHER_KEY_TYPES_BEFORE_AGE.contains(&k) || k == "pgp" {
@@ -226,7 +223,10 @@ impl Metadata {
         } else {
             Vec::new()
         };
-        if key_groups.iter().all(|g| g.age.is_empty() && g.other_key_count() == 0) {
+        if key_groups
+            .iter()
+            .all(|g| g.age.is_empty() && g.other_key_count() == 0)
+        {
             return Err(MetadataError::NoKeys);
         }
 
@@ -314,7 +314,9 @@ impl Metadata {
                         }
                     }
                     gm.push(entry("age", age_list(&g.age)));
-                    if let Some((_, v)) = g.other.iter().find(|(k, v)| k == "pgp" && list_len(v) > 0) {
+                    if let Some((_, v)) =
+                        g.other.iter().find(|(k, v)| k == "pgp" && list_len(v) > 0)
+                    {
                         gm.push(entry("pgp", v.clone()));
                     }
                     Node::Map(gm)
@@ -322,7 +324,11 @@ impl Metadata {
                 .collect();
             m.push(entry("key_groups", Node::List(groups)));
         }
-        let group = if single { self.key_groups.first() } else { None };
+        let group = if single {
+            self.key_groups.first()
+        } else {
+            None
+        };
         if let Some(g) = group {
             for t in OTHER_KEY_TYPES_BEFORE_AGE {
                 if let Some((_, v)) = g.other.iter().find(|(k, v)| k == t && list_len(v) > 0) {
@@ -344,7 +350,10 @@ impl Metadata {
             m.push(entry(sel.key(), Node::str(sel.value().to_owned())));
         }
         if self.mac_only_encrypted {
-            m.push(entry("mac_only_encrypted", Node::Scalar(Scalar::Bool(true))));
+            m.push(entry(
+                "mac_only_encrypted",
+                Node::Scalar(Scalar::Bool(true)),
+            ));
         }
         m.push(entry("version", Node::str(self.version.clone())));
         Node::Map(m)

@@ -54,7 +54,9 @@ pub enum SopsError {
     Parse { format: Format, message: String },
     #[error("File cannot be completely empty, it must contain at least one document")]
     Empty,
-    #[error("the file already has a top-level 'sops' entry (or 'sops_' keys): it looks encrypted already; use `lockstep edit` or rename the entry")]
+    #[error(
+        "the file already has a top-level 'sops' entry (or 'sops_' keys): it looks encrypted already; use `lockstep edit` or rename the entry"
+    )]
     AlreadyEncrypted,
     #[error("{0}")]
     NonStringKey(String),
@@ -100,7 +102,9 @@ impl SopsError {
             SopsError::DataKey(_) => 128,
             SopsError::Decrypt(_) => 25,
             SopsError::Encrypt(_) => 23,
-            SopsError::MacMismatch { .. } | SopsError::NoMac { .. } | SopsError::MacDecrypt(_) => 51,
+            SopsError::MacMismatch { .. } | SopsError::NoMac { .. } | SopsError::MacDecrypt(_) => {
+                51
+            }
             SopsError::Key(_) => 1,
             SopsError::NoRecipients => 111,
             SopsError::Unsupported(_) => 1,
@@ -141,7 +145,9 @@ pub fn parse_plain(input: &[u8], format: Format) -> Result<Vec<Node>, SopsError>
         Format::Yaml => {
             let text = std::str::from_utf8(input).map_err(|e| parse_err(format, e))?;
             stores::yaml::parse(text).map_err(|e| match e {
-                stores::yaml::YamlError::NonStringKey { .. } => SopsError::NonStringKey(e.to_string()),
+                stores::yaml::YamlError::NonStringKey { .. } => {
+                    SopsError::NonStringKey(e.to_string())
+                }
                 e => parse_err(format, e),
             })?
         }
@@ -149,14 +155,20 @@ pub fn parse_plain(input: &[u8], format: Format) -> Result<Vec<Node>, SopsError>
         Format::Dotenv => vec![stores::dotenv::parse(input).map_err(|e| parse_err(format, e))?],
         Format::Binary => vec![stores::binary::parse(input)],
     };
-    if docs.is_empty() || (format == Format::Dotenv && input.iter().all(|b| b.is_ascii_whitespace())) {
+    if docs.is_empty()
+        || (format == Format::Dotenv && input.iter().all(|b| b.is_ascii_whitespace()))
+    {
         return Err(SopsError::Empty);
     }
     Ok(docs)
 }
 
 /// Writes plaintext documents in a format.
-pub fn emit_plain(docs: &[Node], format: Format, layout: Layout) -> Result<Zeroizing<Vec<u8>>, SopsError> {
+pub fn emit_plain(
+    docs: &[Node],
+    format: Format,
+    layout: Layout,
+) -> Result<Zeroizing<Vec<u8>>, SopsError> {
     let single = |docs: &[Node]| -> Result<Node, SopsError> {
         match docs {
             [one] => Ok(one.clone()),
@@ -195,7 +207,9 @@ fn take_sops_entry(doc: &mut Node) -> Option<Node> {
 fn has_sops_entry(doc: &Node, format: Format) -> bool {
     doc.as_map().is_some_and(|items| {
         items.iter().any(|i| match i {
-            MapItem::Entry(k, _) => k == "sops" || (format == Format::Dotenv && k.starts_with("sops_")),
+            MapItem::Entry(k, _) => {
+                k == "sops" || (format == Format::Dotenv && k.starts_with("sops_"))
+            }
             MapItem::Comment(_) => false,
         })
     })
@@ -259,7 +273,12 @@ pub struct DecryptedFile {
 
 impl std::fmt::Debug for DecryptedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DecryptedFile({:?}, {} documents, <redacted>)", self.format, self.docs.len())
+        write!(
+            f,
+            "DecryptedFile({:?}, {} documents, <redacted>)",
+            self.format,
+            self.docs.len()
+        )
     }
 }
 
@@ -271,7 +290,11 @@ pub struct DecryptOptions {
 }
 
 /// Recovers the data key with the identities at hand.
-pub fn data_key(meta: &Metadata, ids: &Identities, searched: &[String]) -> Result<Zeroizing<Vec<u8>>, SopsError> {
+pub fn data_key(
+    meta: &Metadata,
+    ids: &Identities,
+    searched: &[String],
+) -> Result<Zeroizing<Vec<u8>>, SopsError> {
     let mut parts: Vec<Zeroizing<Vec<u8>>> = Vec::new();
     let mut failures = Vec::new();
     for (gi, group) in meta.key_groups.iter().enumerate() {
@@ -298,18 +321,29 @@ pub fn data_key(meta: &Metadata, ids: &Identities, searched: &[String]) -> Resul
     let no_key = || {
         SopsError::DataKey(format!(
             "no identity opens any of the file's recipients ({}){}",
-            if recipients.is_empty() { "no age recipients".to_string() } else { recipients.join(", ") },
+            if recipients.is_empty() {
+                "no age recipients".to_string()
+            } else {
+                recipients.join(", ")
+            },
             searched
         ))
     };
     if meta.key_groups.len() <= 1 {
         let key = parts.pop().ok_or_else(no_key)?;
         if key.len() != 32 {
-            return Err(SopsError::DataKey(format!("the wrapped data key has {} bytes, expected 32", key.len())));
+            return Err(SopsError::DataKey(format!(
+                "the wrapped data key has {} bytes, expected 32",
+                key.len()
+            )));
         }
         return Ok(key);
     }
-    let threshold = if meta.shamir_threshold == 0 { meta.key_groups.len() } else { meta.shamir_threshold };
+    let threshold = if meta.shamir_threshold == 0 {
+        meta.key_groups.len()
+    } else {
+        meta.shamir_threshold
+    };
     if parts.len() < threshold {
         return Err(SopsError::DataKey(format!(
             "only {} of the {threshold} key groups needed could be opened ({}){}",
@@ -326,7 +360,10 @@ pub fn data_key(meta: &Metadata, ids: &Identities, searched: &[String]) -> Resul
     }
     let key = Zeroizing::new(key?);
     if key.len() != 32 {
-        return Err(SopsError::Shamir(format!("combined key has {} bytes, expected 32", key.len())));
+        return Err(SopsError::Shamir(format!(
+            "combined key has {} bytes, expected 32",
+            key.len()
+        )));
     }
     Ok(key)
 }
@@ -354,11 +391,21 @@ pub fn decrypt_with_key(
     key: Zeroizing<Vec<u8>>,
     opts: DecryptOptions,
 ) -> Result<DecryptedFile, SopsError> {
-    let EncryptedFile { mut docs, metadata, format } = file;
+    let EncryptedFile {
+        mut docs,
+        metadata,
+        format,
+    } = file;
     let sel = selector(&metadata.effective_selection())?;
     let mut stash = IvStash::default();
-    let result = walk::decrypt_docs(&mut docs, &key, &sel, metadata.mac_only_encrypted, Some(&mut stash))
-        .map_err(SopsError::Decrypt)?;
+    let result = walk::decrypt_docs(
+        &mut docs,
+        &key,
+        &sel,
+        metadata.mac_only_encrypted,
+        Some(&mut stash),
+    )
+    .map_err(SopsError::Decrypt)?;
     if !opts.ignore_mac {
         verify_mac(&metadata, &key, &result.mac)?;
     }
@@ -411,19 +458,43 @@ fn wrap_for_groups(
     if groups.len() == 1 {
         let age = groups[0]
             .iter()
-            .map(|r| Ok(AgeKey { recipient: r.text.clone(), enc: r.wrap(key)? }))
+            .map(|r| {
+                Ok(AgeKey {
+                    recipient: r.text.clone(),
+                    enc: r.wrap(key)?,
+                })
+            })
             .collect::<Result<Vec<_>, KeyError>>()?;
-        return Ok((vec![KeyGroup { age, other: Vec::new() }], 0));
+        return Ok((
+            vec![KeyGroup {
+                age,
+                other: Vec::new(),
+            }],
+            0,
+        ));
     }
-    let threshold = if shamir_threshold == 0 { groups.len() } else { shamir_threshold };
-    let mut shares = shamir::split(key, groups.len(), threshold).map_err(|e| SopsError::Shamir(e.to_string()))?;
+    let threshold = if shamir_threshold == 0 {
+        groups.len()
+    } else {
+        shamir_threshold
+    };
+    let mut shares = shamir::split(key, groups.len(), threshold)
+        .map_err(|e| SopsError::Shamir(e.to_string()))?;
     let mut out = Vec::new();
     for (g, share) in groups.iter().zip(shares.iter()) {
         let age = g
             .iter()
-            .map(|r| Ok(AgeKey { recipient: r.text.clone(), enc: r.wrap(share)? }))
+            .map(|r| {
+                Ok(AgeKey {
+                    recipient: r.text.clone(),
+                    enc: r.wrap(share)?,
+                })
+            })
             .collect::<Result<Vec<_>, KeyError>>()?;
-        out.push(KeyGroup { age, other: Vec::new() });
+        out.push(KeyGroup {
+            age,
+            other: Vec::new(),
+        });
     }
     for s in shares.iter_mut() {
         zeroize::Zeroize::zeroize(s);
@@ -445,7 +516,8 @@ pub fn encrypt(
         return Err(SopsError::AlreadyEncrypted);
     }
     let key = Zeroizing::new(crate::crypto::random_bytes::<32>().to_vec());
-    let (key_groups, shamir_threshold) = wrap_for_groups(&key, &settings.groups, settings.shamir_threshold)?;
+    let (key_groups, shamir_threshold) =
+        wrap_for_groups(&key, &settings.groups, settings.shamir_threshold)?;
     // The binary store never writes a selection option; everything else defaults to
     // the `_unencrypted` suffix, written explicitly as sops does.
     let selection = if input_format == Format::Binary {
@@ -481,8 +553,13 @@ fn seal_docs(
     let result = walk::encrypt_docs(&mut docs, key, &sel, metadata.mac_only_encrypted, stash)
         .map_err(SopsError::Encrypt)?;
     metadata.lastmodified = gotime::now_lastmodified();
-    metadata.mac = cipher::encrypt_raw(key, result.mac.as_bytes(), cipher::DataType::Str, &metadata.lastmodified)
-        .map_err(|e| SopsError::Output(e.to_string()))?;
+    metadata.mac = cipher::encrypt_raw(
+        key,
+        result.mac.as_bytes(),
+        cipher::DataType::Str,
+        &metadata.lastmodified,
+    )
+    .map_err(|e| SopsError::Output(e.to_string()))?;
     emit_encrypted(docs, &metadata, format, layout)
 }
 
@@ -537,14 +614,30 @@ impl DecryptedFile {
     }
 
     /// Writes the file in plaintext (what `decrypt` prints).
-    pub fn emit_plain(&self, format: Format, layout: Layout) -> Result<Zeroizing<Vec<u8>>, SopsError> {
+    pub fn emit_plain(
+        &self,
+        format: Format,
+        layout: Layout,
+    ) -> Result<Zeroizing<Vec<u8>>, SopsError> {
         emit_plain(&self.docs, format, layout)
     }
 
     /// Re-encrypts (possibly edited) documents with the same data key and key groups.
     /// Unchanged values keep their IV and therefore their exact ciphertext.
-    pub fn reencrypt(&self, docs: Vec<Node>, format: Format, layout: Layout) -> Result<Vec<u8>, SopsError> {
-        seal_docs(docs, self.metadata.clone(), &self.data_key, Some(&self.stash), format, layout)
+    pub fn reencrypt(
+        &self,
+        docs: Vec<Node>,
+        format: Format,
+        layout: Layout,
+    ) -> Result<Vec<u8>, SopsError> {
+        seal_docs(
+            docs,
+            self.metadata.clone(),
+            &self.data_key,
+            Some(&self.stash),
+            format,
+            layout,
+        )
     }
 
     /// `updatekeys`: wraps the same data key for a new set of key groups. Values, `mac`
@@ -565,7 +658,12 @@ impl DecryptedFile {
 
     /// `rotate`: a new data key for every value, wrapped for the given groups (or the
     /// file's own recipients when `groups` is `None`).
-    pub fn rotate(&self, groups: Option<&[Vec<AgeRecipient>]>, format: Format, layout: Layout) -> Result<Vec<u8>, SopsError> {
+    pub fn rotate(
+        &self,
+        groups: Option<&[Vec<AgeRecipient>]>,
+        format: Format,
+        layout: Layout,
+    ) -> Result<Vec<u8>, SopsError> {
         let current: Vec<Vec<AgeRecipient>>;
         let groups = match groups {
             Some(g) => g,
@@ -574,13 +672,19 @@ impl DecryptedFile {
                     .metadata
                     .key_groups
                     .iter()
-                    .map(|g| g.age.iter().map(|k| AgeRecipient::parse(&k.recipient)).collect::<Result<Vec<_>, _>>())
+                    .map(|g| {
+                        g.age
+                            .iter()
+                            .map(|k| AgeRecipient::parse(&k.recipient))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 &current
             }
         };
         let key = Zeroizing::new(crate::crypto::random_bytes::<32>().to_vec());
-        let (key_groups, threshold) = wrap_for_groups(&key, groups, self.metadata.shamir_threshold)?;
+        let (key_groups, threshold) =
+            wrap_for_groups(&key, groups, self.metadata.shamir_threshold)?;
         let mut meta = self.metadata.clone();
         meta.key_groups = key_groups;
         meta.shamir_threshold = threshold;
@@ -604,7 +708,9 @@ pub fn extract<'a>(docs: &'a [Node], path: &str) -> Result<&'a Node, String> {
     let mut node = docs.first().ok_or("empty document")?;
     let mut rest = path.trim();
     while !rest.is_empty() {
-        let inner = rest.strip_prefix('[').ok_or_else(|| format!("invalid --extract path {path:?}"))?;
+        let inner = rest
+            .strip_prefix('[')
+            .ok_or_else(|| format!("invalid --extract path {path:?}"))?;
         let end = if inner.starts_with('"') {
             let mut i = 1;
             let b = inner.as_bytes();
@@ -616,15 +722,24 @@ pub fn extract<'a>(docs: &'a [Node], path: &str) -> Result<&'a Node, String> {
             }
             i + 1
         } else {
-            inner.find(']').ok_or_else(|| format!("invalid --extract path {path:?}"))?
+            inner
+                .find(']')
+                .ok_or_else(|| format!("invalid --extract path {path:?}"))?
         };
         let (token, after) = inner.split_at(end.min(inner.len()));
-        rest = after.strip_prefix(']').ok_or_else(|| format!("invalid --extract path {path:?}"))?;
+        rest = after
+            .strip_prefix(']')
+            .ok_or_else(|| format!("invalid --extract path {path:?}"))?;
         if let Some(key) = token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
             let key = key.replace("\\\"", "\"");
-            node = node.get(&key).ok_or_else(|| format!("component [\"{key}\"] not found"))?;
+            node = node
+                .get(&key)
+                .ok_or_else(|| format!("component [\"{key}\"] not found"))?;
         } else {
-            let idx: usize = token.trim().parse().map_err(|_| format!("invalid index {token:?} in --extract path"))?;
+            let idx: usize = token
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid index {token:?} in --extract path"))?;
             match node {
                 Node::List(items) => {
                     node = items
@@ -641,7 +756,11 @@ pub fn extract<'a>(docs: &'a [Node], path: &str) -> Result<&'a Node, String> {
 }
 
 /// The bytes `--extract` prints: a scalar's text as is, a map or list as a document.
-pub fn extract_output(node: &Node, format: Format, layout: Layout) -> Result<Zeroizing<Vec<u8>>, SopsError> {
+pub fn extract_output(
+    node: &Node,
+    format: Format,
+    layout: Layout,
+) -> Result<Zeroizing<Vec<u8>>, SopsError> {
     match node {
         Node::Scalar(s) => Ok(Zeroizing::new(match s {
             Scalar::Str(t) | Scalar::Time(t) => t.as_str().as_bytes().to_vec(),
@@ -655,10 +774,22 @@ pub fn extract_output(node: &Node, format: Format, layout: Layout) -> Result<Zer
         })),
         Node::Comment(t) => Ok(Zeroizing::new(t.as_str().as_bytes().to_vec())),
         tree => {
-            let f = if format == Format::Json { Format::Json } else { Format::Yaml };
+            let f = if format == Format::Json {
+                Format::Json
+            } else {
+                Format::Yaml
+            };
             let doc = match tree {
                 Node::Map(_) => tree.clone(),
-                _ => return Ok(Zeroizing::new(stores::yaml::emit(&[Node::Map(vec![MapItem::Entry("-".into(), tree.clone())])], layout.yaml_indent).into_bytes())),
+                _ => {
+                    return Ok(Zeroizing::new(
+                        stores::yaml::emit(
+                            &[Node::Map(vec![MapItem::Entry("-".into(), tree.clone())])],
+                            layout.yaml_indent,
+                        )
+                        .into_bytes(),
+                    ));
+                }
             };
             emit_plain(&[doc], f, layout)
         }

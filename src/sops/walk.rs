@@ -194,7 +194,11 @@ fn run(
 }
 
 /// The MAC of a plaintext tree as sops would compute it for `encrypt`.
-pub fn mac_of_plaintext(docs: &[Node], sel: &Selector, mac_only: bool) -> Result<String, WalkError> {
+pub fn mac_of_plaintext(
+    docs: &[Node],
+    sel: &Selector,
+    mac_only: bool,
+) -> Result<String, WalkError> {
     let mut copy = docs.to_vec();
     // Encrypting with a throwaway key computes exactly the MAC over the plaintext.
     let key = crate::crypto::random_bytes::<32>();
@@ -329,7 +333,8 @@ impl Walker<'_> {
             Mode::Encrypt => {
                 if encrypted && !text.is_empty() && !cipher::is_encrypted(text.as_str()) {
                     let aad = self.aad();
-                    let enc = self.encrypt_bytes(text.as_str().as_bytes(), DataType::Comment, &aad)?;
+                    let enc =
+                        self.encrypt_bytes(text.as_str().as_bytes(), DataType::Comment, &aad)?;
                     Some(Text::new(enc))
                 } else {
                     None
@@ -340,7 +345,12 @@ impl Walker<'_> {
                     let aad = self.aad();
                     match cipher::decrypt(self.key, text.as_str(), &aad) {
                         Ok(Decrypted::Comment(c)) => {
-                            self.remember(&aad, DataType::Comment, c.as_str().as_bytes(), text.as_str());
+                            self.remember(
+                                &aad,
+                                DataType::Comment,
+                                c.as_str().as_bytes(),
+                                text.as_str(),
+                            );
                             Some(c)
                         }
                         // A comment that does not decrypt is kept verbatim (sops warns).
@@ -365,7 +375,12 @@ impl Walker<'_> {
         Ok(result)
     }
 
-    fn encrypt_bytes(&mut self, plain: &[u8], ty: DataType, aad: &str) -> Result<String, WalkError> {
+    fn encrypt_bytes(
+        &mut self,
+        plain: &[u8],
+        ty: DataType,
+        aad: &str,
+    ) -> Result<String, WalkError> {
         let iv = self
             .stash_in
             .and_then(|s| s.map.get(&IvStash::key(aad, ty, plain)).copied());
@@ -437,14 +452,20 @@ impl Walker<'_> {
                     .map_err(|e| self.err(WalkCause::Decrypt(e)))?;
                 match decrypted {
                     Decrypted::Comment(c) => {
-                        self.remember(&aad, DataType::Comment, c.as_str().as_bytes(), text.as_str());
+                        self.remember(
+                            &aad,
+                            DataType::Comment,
+                            c.as_str().as_bytes(),
+                            text.as_str(),
+                        );
                         Ok(Some(Node::Comment(c)))
                     }
                     Decrypted::Scalar(s) => {
-                        let (plain, ty): (Zeroizing<Vec<u8>>, DataType) = match cipher::scalar_plaintext(&s) {
-                            Some(p) => p,
-                            None => return Ok(Some(Node::Scalar(s))),
-                        };
+                        let (plain, ty): (Zeroizing<Vec<u8>>, DataType) =
+                            match cipher::scalar_plaintext(&s) {
+                                Some(p) => p,
+                                None => return Ok(Some(Node::Scalar(s))),
+                            };
                         self.hash(&plain, true);
                         self.remember(&aad, ty, &plain, text.as_str());
                         Ok(Some(Node::Scalar(s)))

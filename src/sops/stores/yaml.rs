@@ -48,7 +48,9 @@ pub enum YamlError {
         first: usize,
     },
     /// The first document is not a mapping (`!!seq`, or a scalar with its text).
-    #[error("yaml: unmarshal errors:\n  line {line}: cannot unmarshal {what} into map[string]interface {{}}")]
+    #[error(
+        "yaml: unmarshal errors:\n  line {line}: cannot unmarshal {what} into map[string]interface {{}}"
+    )]
     NotAMap {
         /// yaml.v3's description, e.g. `!!seq` or ``!!str `just a ...` ``.
         what: String,
@@ -62,7 +64,10 @@ pub enum YamlError {
         line: usize,
     },
     /// A mapping key that does not decode to a string (sops fails when walking the tree).
-    #[error("Tree contains a non-string key (type {ty}): {}. Only string keys aresupported", go_bad_verb(ty, key))]
+    #[error(
+        "Tree contains a non-string key (type {ty}): {}. Only string keys aresupported",
+        go_bad_verb(ty, key)
+    )]
     NonStringKey {
         /// Go type name: `int`, `bool`, `float64`, `<nil>`, `time.Time`, `uint64`, ...
         ty: &'static str,
@@ -316,8 +321,14 @@ fn is_yaml_float(s: &str) -> bool {
 /// (which Go reports as an error) gives `None`.
 fn go_parse_float(s: &str) -> Option<f64> {
     let b = s.as_bytes();
-    let body = b.strip_prefix(b"+").or_else(|| b.strip_prefix(b"-")).unwrap_or(b);
-    if !body.iter().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')) {
+    let body = b
+        .strip_prefix(b"+")
+        .or_else(|| b.strip_prefix(b"-"))
+        .unwrap_or(b);
+    if !body
+        .iter()
+        .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
         return None;
     }
     let f: f64 = s.parse().ok()?;
@@ -538,7 +549,9 @@ fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -757,7 +770,11 @@ impl<'a> Builder<'a> {
 
     /// Column of the `-` before position (line, col), or `col` if there is none.
     fn dash_col(&self, line: usize, col: usize) -> isize {
-        let start = self.line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
         let text = self.input.get(start..).unwrap_or("");
         let before: Vec<char> = text.chars().take(col).collect();
         let mut i = before.len();
@@ -782,7 +799,13 @@ impl<'a> Builder<'a> {
     }
 
     /// Places a finished node as a map value, a list item or the document root.
-    fn attach(&mut self, node: Node, size: usize, line: usize, start_line: usize) -> Result<(), YamlError> {
+    fn attach(
+        &mut self,
+        node: Node,
+        size: usize,
+        line: usize,
+        start_line: usize,
+    ) -> Result<(), YamlError> {
         match self.frames.last_mut() {
             Some(Frame::Map(m)) => {
                 let key = m.pending_key.take().unwrap_or_default();
@@ -799,7 +822,9 @@ impl<'a> Builder<'a> {
             None => match node {
                 Node::Map(items) => self.root = Some(items),
                 Node::Scalar(Scalar::Null) => self.root = Some(Vec::new()),
-                Node::List(_) => return Err(self.not_a_map("!!seq".to_string(), "sequences", line)),
+                Node::List(_) => {
+                    return Err(self.not_a_map("!!seq".to_string(), "sequences", line));
+                }
                 _ => return Err(self.not_a_map("!!str".to_string(), "values", line)),
             },
         }
@@ -816,12 +841,23 @@ impl<'a> Builder<'a> {
 
     fn finish_doc(&mut self) {
         let mut items = self.root.take().unwrap_or_default();
-        items.extend(self.pending.drain(..).map(|c| MapItem::Comment(comment_text(&c))));
+        items.extend(
+            self.pending
+                .drain(..)
+                .map(|c| MapItem::Comment(comment_text(&c))),
+        );
         self.docs.push(Node::Map(items));
         self.doc_index += 1;
     }
 
-    fn scalar_key(&mut self, value: &str, quoted: bool, tag: Option<&str>, line: usize, col: usize) -> Result<(), YamlError> {
+    fn scalar_key(
+        &mut self,
+        value: &str,
+        quoted: bool,
+        tag: Option<&str>,
+        line: usize,
+        col: usize,
+    ) -> Result<(), YamlError> {
         let first = self.first_doc();
         let Some(Frame::Map(m)) = self.frames.last_mut() else {
             return Ok(());
@@ -844,7 +880,11 @@ impl<'a> Builder<'a> {
             Ok(Resolved::Node(Scalar::Str(t))) => t.as_str().to_string(),
             Ok(Resolved::Node(other)) => {
                 let (ty, shown) = describe_non_string(&other);
-                self.defer(YamlError::NonStringKey { ty, key: shown, line });
+                self.defer(YamlError::NonStringKey {
+                    ty,
+                    key: shown,
+                    line,
+                });
                 value.to_string()
             }
             Ok(Resolved::Uint(u)) => {
@@ -1023,12 +1063,14 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
             Event::Scalar(value, style, anchor, tag) => {
                 let quoted = style != ScalarStyle::Plain;
                 let tag = short_tag(tag.as_deref());
-                let is_key = matches!(bld.frames.last(), Some(Frame::Map(m)) if m.pending_key.is_none());
+                let is_key =
+                    matches!(bld.frames.last(), Some(Frame::Map(m)) if m.pending_key.is_none());
                 bld.child_start(false);
                 if is_key {
                     bld.scalar_key(&value, quoted, tag.as_deref(), line, col)?;
                     if anchor != 0 {
-                        if let Ok(Resolved::Node(s)) = decode_scalar(&value, quoted, tag.as_deref()) {
+                        if let Ok(Resolved::Node(s)) = decode_scalar(&value, quoted, tag.as_deref())
+                        {
                             bld.store_anchor(anchor, &Node::Scalar(s), 1);
                         }
                     }
@@ -1066,7 +1108,8 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                 bld.attach(node, 1, line, line)?;
             }
             Event::Alias(id) => {
-                let is_key = matches!(bld.frames.last(), Some(Frame::Map(m)) if m.pending_key.is_none());
+                let is_key =
+                    matches!(bld.frames.last(), Some(Frame::Map(m)) if m.pending_key.is_none());
                 bld.child_start(false);
                 let Some((node, size)) = bld.anchors.get(&id).map(|(n, s)| (n.clone(), *s)) else {
                     return Err(YamlError::Alias {
@@ -1086,7 +1129,11 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                         Node::Scalar(Scalar::Str(t)) => t.as_str().to_string(),
                         Node::Scalar(s) => {
                             let (ty, shown) = describe_non_string(s);
-                            bld.defer(YamlError::NonStringKey { ty, key: shown, line });
+                            bld.defer(YamlError::NonStringKey {
+                                ty,
+                                key: shown,
+                                line,
+                            });
                             String::new()
                         }
                         _ => {
@@ -1118,7 +1165,11 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
     }
     if !bld.pending.is_empty() {
         if let Some(Node::Map(items)) = bld.docs.last_mut() {
-            items.extend(bld.pending.drain(..).map(|c| MapItem::Comment(comment_text(&c))));
+            items.extend(
+                bld.pending
+                    .drain(..)
+                    .map(|c| MapItem::Comment(comment_text(&c))),
+            );
         }
     }
     if let Some(e) = bld.deferred.take() {
@@ -1301,7 +1352,21 @@ fn go_exp_form(neg: &str, digits: &str, exp: i32) -> String {
 fn is_old_bool(s: &str) -> bool {
     matches!(
         s,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF"
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "on"
+            | "On"
+            | "ON"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "off"
+            | "Off"
+            | "OFF"
     )
 }
 
@@ -1348,7 +1413,8 @@ fn is_base60_float(s: &str) -> bool {
 fn string_style(s: &str) -> (Style, &'static str, ScalarAnalysis) {
     let requested = if s.contains('\n') {
         Style::Literal
-    } else if matches!(resolve_implicit("", s), RTag::Str) && !is_base60_float(s) && !is_old_bool(s) {
+    } else if matches!(resolve_implicit("", s), RTag::Str) && !is_base60_float(s) && !is_old_bool(s)
+    {
         Style::Plain
     } else {
         Style::Double
@@ -1409,7 +1475,11 @@ fn scalar_event<'a>(s: &'a Scalar) -> Ev<'a> {
             // reads back as the same bytes.
             Err(_) => {
                 let enc = encode_base64_lines(b.as_bytes());
-                let st = if enc.contains('\n') { Style::Literal } else { Style::Plain };
+                let st = if enc.contains('\n') {
+                    Style::Literal
+                } else {
+                    Style::Plain
+                };
                 (Cow::Owned(enc), st, "tag:yaml.org,2002:binary")
             }
         },
@@ -1677,13 +1747,22 @@ fn analyze_scalar(value: &[u8]) -> ScalarAnalysis {
     let mut preceded_by_whitespace = true;
     let mut i = 0;
     while i < value.len() {
-        let w = width(value[i]).max(1);
-        let followed_by_whitespace = i + w >= value.len() || is_blank(value, i + w);
         let c = value[i];
+        let w = width(c).max(1);
+        let followed_by_whitespace = i + w >= value.len() || is_blank(value, i + w);
+        // Fast path: ASCII letters and digits in the middle of a scalar change nothing
+        // except clearing the previous space/break state.
+        if i > 0 && c.is_ascii_alphanumeric() {
+            previous_space = false;
+            previous_break = false;
+            preceded_by_whitespace = false;
+            i += 1;
+            continue;
+        }
         if i == 0 {
             match c {
-                b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\'' | b'"'
-                | b'%' | b'@' | b'`' => {
+                b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>'
+                | b'\'' | b'"' | b'%' | b'@' | b'`' => {
                     flow_indicators = true;
                     block_indicators = true;
                 }
@@ -1929,7 +2008,13 @@ impl Emitter {
         self.foot_indent = -1;
     }
 
-    fn write_indicator(&mut self, ind: &[u8], need_whitespace: bool, is_whitespace: bool, is_indention: bool) {
+    fn write_indicator(
+        &mut self,
+        ind: &[u8],
+        need_whitespace: bool,
+        is_whitespace: bool,
+        is_indention: bool,
+    ) {
         if need_whitespace && !self.whitespace {
             self.put(b' ');
         }
@@ -2140,7 +2225,8 @@ impl Emitter {
             if self.states.last() == Some(&State::BlockSequenceItem) {
                 self.indent += 2;
             } else {
-                self.indent = self.best_indent * ((self.indent + self.best_indent) / self.best_indent);
+                self.indent =
+                    self.best_indent * ((self.indent + self.best_indent) / self.best_indent);
                 if compact_seq {
                     self.indent -= 2;
                 }
@@ -2178,10 +2264,19 @@ impl Emitter {
         if self.column == 0 {
             self.write_indent();
         }
-        let has = !self.line_comment.is_empty() || !self.foot_comment.is_empty() || !self.tail_comment.is_empty();
-        self.states.push(if has { State::FlowSequenceTrailItem } else { State::FlowSequenceItem });
+        let has = !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty();
+        self.states.push(if has {
+            State::FlowSequenceTrailItem
+        } else {
+            State::FlowSequenceItem
+        });
         self.emit_node(evs, i, false, true, false, false);
-        if !self.line_comment.is_empty() || !self.foot_comment.is_empty() || !self.tail_comment.is_empty() {
+        if !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty()
+        {
             self.write_indicator(b",", false, false, false);
         }
         self.process_line_comment();
@@ -2196,7 +2291,9 @@ impl Emitter {
             self.flow_level += 1;
         }
         if ev.typ == EvType::MapEnd {
-            if (!self.head_comment.is_empty() || !self.foot_comment.is_empty() || !self.tail_comment.is_empty())
+            if (!self.head_comment.is_empty()
+                || !self.foot_comment.is_empty()
+                || !self.tail_comment.is_empty())
                 && !first
                 && !trail
             {
@@ -2234,10 +2331,19 @@ impl Emitter {
         } else {
             self.write_indicator(b":", true, false, false);
         }
-        let has = !self.line_comment.is_empty() || !self.foot_comment.is_empty() || !self.tail_comment.is_empty();
-        self.states.push(if has { State::FlowMappingTrailKey } else { State::FlowMappingKey });
+        let has = !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty();
+        self.states.push(if has {
+            State::FlowMappingTrailKey
+        } else {
+            State::FlowMappingKey
+        });
         self.emit_node(evs, i, false, false, true, false);
-        if !self.line_comment.is_empty() || !self.foot_comment.is_empty() || !self.tail_comment.is_empty() {
+        if !self.line_comment.is_empty()
+            || !self.foot_comment.is_empty()
+            || !self.tail_comment.is_empty()
+        {
             self.write_indicator(b",", false, false, false);
         }
         self.process_line_comment();
@@ -2314,7 +2420,15 @@ impl Emitter {
         self.process_foot_comment();
     }
 
-    fn emit_node(&mut self, evs: &[Ev<'_>], i: usize, root: bool, sequence: bool, mapping: bool, simple_key: bool) {
+    fn emit_node(
+        &mut self,
+        evs: &[Ev<'_>],
+        i: usize,
+        root: bool,
+        sequence: bool,
+        mapping: bool,
+        simple_key: bool,
+    ) {
         self.root_context = root;
         self.sequence_context = sequence;
         self.mapping_context = mapping;
@@ -2449,8 +2563,24 @@ impl Emitter {
             let c = value[i];
             let must_write = matches!(
                 c,
-                b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b',' | b'_' | b'.' | b'~' | b'*'
-                    | b'\'' | b'(' | b')' | b'[' | b']'
+                b';' | b'/'
+                    | b'?'
+                    | b':'
+                    | b'@'
+                    | b'&'
+                    | b'='
+                    | b'+'
+                    | b'$'
+                    | b','
+                    | b'_'
+                    | b'.'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'['
+                    | b']'
             ) || c.is_ascii_alphanumeric()
                 || c == b'-';
             if must_write {
@@ -2474,6 +2604,19 @@ impl Emitter {
     fn write_plain_scalar(&mut self, value: &[u8]) {
         if !value.is_empty() && !self.whitespace {
             self.put(b' ');
+        }
+        if !self.scalar.multiline {
+            // No line breaks: the loop below would copy the text unchanged.
+            self.out.extend_from_slice(value);
+            self.column += value.iter().filter(|b| (**b & 0xC0) != 0x80).count() as i32;
+            if !value.is_empty() {
+                self.whitespace = false;
+            }
+            self.indention = false;
+            if self.root_context {
+                self.open_ended = true;
+            }
+            return;
         }
         // best_width is unlimited in yaml.v3, so plain scalars are never folded.
         let mut breaks = false;
@@ -2658,7 +2801,10 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn vectors_dir() -> PathBuf {
-        let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/sops"));
+        let p = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/vectors/sops"
+        ));
         if p.is_dir() {
             p
         } else {
@@ -2667,7 +2813,9 @@ mod tests {
     }
 
     fn files_with_suffix(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
         entries.sort();
         for p in entries {
@@ -2691,7 +2839,11 @@ mod tests {
         let mut checked = 0;
         let mut failures = Vec::new();
         for plain in files {
-            let dec = PathBuf::from(plain.to_string_lossy().replace(".plain.yaml", ".decrypted.yaml"));
+            let dec = PathBuf::from(
+                plain
+                    .to_string_lossy()
+                    .replace(".plain.yaml", ".decrypted.yaml"),
+            );
             if !dec.exists() {
                 continue;
             }
@@ -2699,7 +2851,10 @@ mod tests {
             let want = std::fs::read_to_string(&dec).unwrap();
             let got = roundtrip(&src);
             if got != want {
-                failures.push(format!("{}:\n--- want\n{want}\n--- got\n{got}", plain.display()));
+                failures.push(format!(
+                    "{}:\n--- want\n{want}\n--- got\n{got}",
+                    plain.display()
+                ));
             }
             checked += 1;
         }
@@ -2741,7 +2896,9 @@ mod tests {
             Scalar::Null => ("null", String::new()),
             Scalar::Bool(b) => ("bool", if *b { "True" } else { "False" }.to_string()),
             Scalar::Int(i) => ("int", i.to_string()),
-            Scalar::Float(f) if f.is_infinite() => ("float", if *f > 0.0 { "+Inf" } else { "-Inf" }.to_string()),
+            Scalar::Float(f) if f.is_infinite() => {
+                ("float", if *f > 0.0 { "+Inf" } else { "-Inf" }.to_string())
+            }
             Scalar::Float(f) if f.is_nan() => ("float", "NaN".to_string()),
             Scalar::Float(f) => ("float", format!("{f}")),
             Scalar::Str(t) => ("str", t.as_str().to_string()),
@@ -2776,13 +2933,18 @@ mod tests {
     fn scalar_types_match_manifest() {
         let dir = vectors_dir();
         let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json")).unwrap())
+                .unwrap();
         let manifest = manifest.as_object().unwrap();
         let mut files = Vec::new();
         files_with_suffix(&dir, ".plain.yaml", &mut files);
         let mut checked = 0;
         for plain in files {
-            let rel = plain.strip_prefix(&dir).unwrap().to_string_lossy().to_string();
+            let rel = plain
+                .strip_prefix(&dir)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
             let stem = rel.trim_end_matches(".plain.yaml");
             let Some((_, entry)) = manifest
                 .iter()
@@ -2821,27 +2983,43 @@ mod tests {
     #[test]
     fn error_vectors() {
         match parse(&edge("12-edge-cases/err-duplicate-key.plain.yaml")) {
-            Err(e @ YamlError::DuplicateKey { line: 2, first: 1, .. }) => {
-                assert!(e.to_string().ends_with("line 2: mapping key \"a\" already defined at line 1"), "{e}");
+            Err(
+                e @ YamlError::DuplicateKey {
+                    line: 2, first: 1, ..
+                },
+            ) => {
+                assert!(
+                    e.to_string()
+                        .ends_with("line 2: mapping key \"a\" already defined at line 1"),
+                    "{e}"
+                );
             }
             other => panic!("{other:?}"),
         }
         match parse(&edge("12-edge-cases/err-top-level-list.plain.yaml")) {
             Err(e @ YamlError::NotAMap { line: 1, .. }) => {
-                assert!(e.to_string().ends_with("line 1: cannot unmarshal !!seq into map[string]interface {}"));
+                assert!(
+                    e.to_string()
+                        .ends_with("line 1: cannot unmarshal !!seq into map[string]interface {}")
+                );
             }
             other => panic!("{other:?}"),
         }
         match parse(&edge("14-misc/err-scalar-document.plain.yaml")) {
             Err(e @ YamlError::NotAMap { .. }) => assert!(
-                e.to_string()
-                    .ends_with("line 1: cannot unmarshal !!str `just a ...` into map[string]interface {}"),
+                e.to_string().ends_with(
+                    "line 1: cannot unmarshal !!str `just a ...` into map[string]interface {}"
+                ),
                 "{e}"
             ),
             other => panic!("{other:?}"),
         }
         match parse(&edge("12-edge-cases/err-int-key.plain.yaml")) {
-            Err(e @ YamlError::NonStringKey { ty: "int", line: 1, .. }) => {
+            Err(
+                e @ YamlError::NonStringKey {
+                    ty: "int", line: 1, ..
+                },
+            ) => {
                 let want = edge("12-edge-cases/err-int-key.stderr.txt");
                 assert!(want.contains(&e.to_string()), "{e}");
             }
@@ -2860,13 +3038,34 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(parse(&edge("12-edge-cases/err-empty.plain.yaml")).unwrap().is_empty());
+        assert!(
+            parse(&edge("12-edge-cases/err-empty.plain.yaml"))
+                .unwrap()
+                .is_empty()
+        );
         // The `sops` key check belongs to the caller.
-        assert_eq!(parse(&edge("12-edge-cases/err-has-sops-key.plain.yaml")).unwrap().len(), 1);
+        assert_eq!(
+            parse(&edge("12-edge-cases/err-has-sops-key.plain.yaml"))
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(matches!(parse("a: [1\n"), Err(YamlError::Syntax { .. })));
-        assert!(matches!(parse("null: x\n"), Err(YamlError::NonStringKey { ty: "<nil>", .. })));
-        assert!(matches!(parse("a: !!int abc\n"), Err(YamlError::Decode { line: 1, .. })));
-        assert!(matches!(parse("a: 1\n---\n- x\n"), Err(YamlError::DocumentNotAMap { what: "sequences", line: 3 })));
+        assert!(matches!(
+            parse("null: x\n"),
+            Err(YamlError::NonStringKey { ty: "<nil>", .. })
+        ));
+        assert!(matches!(
+            parse("a: !!int abc\n"),
+            Err(YamlError::Decode { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse("a: 1\n---\n- x\n"),
+            Err(YamlError::DocumentNotAMap {
+                what: "sequences",
+                line: 3
+            })
+        ));
     }
 
     #[test]
@@ -2877,7 +3076,8 @@ mod tests {
         assert_eq!(docs.len(), 3);
         assert_eq!(docs[1], Node::Map(vec![]));
         assert_eq!(emit(&docs, 4), "a: 1\n---\n{}\n---\nb: 2\n");
-        let src = "a:\n  b: 1\n  # foot of a\n# head of c\nc: 2 # eol\nl:\n  - x\n  # foot of list\n";
+        let src =
+            "a:\n  b: 1\n  # foot of a\n# head of c\nc: 2 # eol\nl:\n  - x\n  # foot of list\n";
         let got = emit(&parse(src).unwrap(), 4);
         assert_eq!(
             got,
@@ -2895,7 +3095,10 @@ mod tests {
         assert!(matches!(parse(&s), Err(YamlError::Alias { .. })));
         // Merge keys are not applied.
         let docs = parse("b: &b {x: 1}\nm:\n  <<: *b\n").unwrap();
-        assert_eq!(emit(&docs, 4), "b:\n    x: 1\nm:\n    !!merge <<:\n        x: 1\n");
+        assert_eq!(
+            emit(&docs, 4),
+            "b:\n    x: 1\nm:\n    !!merge <<:\n        x: 1\n"
+        );
     }
 
     #[test]
@@ -2927,14 +3130,21 @@ mod tests {
             (Scalar::Float(f64::NEG_INFINITY), "k: -.inf\n"),
             (Scalar::Int(-5), "k: -5\n"),
             (Scalar::Null, "k: null\n"),
-            (Scalar::Bytes(Blob::new(vec![0xff, 0x00])), "k: !!binary /wA=\n"),
+            (
+                Scalar::Bytes(Blob::new(vec![0xff, 0x00])),
+                "k: !!binary /wA=\n",
+            ),
         ];
         for (v, want) in cases {
             assert_eq!(emit(&[m(v)], 4), want);
         }
         let list = Node::Map(vec![MapItem::Entry(
             "l".into(),
-            Node::List(vec![Node::Comment(Text::from(" c")), Node::str("x"), Node::List(vec![])]),
+            Node::List(vec![
+                Node::Comment(Text::from(" c")),
+                Node::str("x"),
+                Node::List(vec![]),
+            ]),
         )]);
         assert_eq!(emit(&[list], 2), "l:\n  # c\n  - x\n  - []\n");
     }
@@ -2943,9 +3153,18 @@ mod tests {
     fn timestamps_resolve_like_go() {
         let t = |s: &str| parse_timestamp(s);
         assert_eq!(t("2024-01-15").as_deref(), Some("2024-01-15T00:00:00Z"));
-        assert_eq!(t("2024-1-5 1:2:3.5").as_deref(), Some("2024-01-05T01:02:03.5Z"));
-        assert_eq!(t("2024-01-15T10:30:00-00:00").as_deref(), Some("2024-01-15T10:30:00Z"));
-        assert_eq!(t("2024-01-15T10:30:00.120+05:30").as_deref(), Some("2024-01-15T10:30:00.12+05:30"));
+        assert_eq!(
+            t("2024-1-5 1:2:3.5").as_deref(),
+            Some("2024-01-05T01:02:03.5Z")
+        );
+        assert_eq!(
+            t("2024-01-15T10:30:00-00:00").as_deref(),
+            Some("2024-01-15T10:30:00Z")
+        );
+        assert_eq!(
+            t("2024-01-15T10:30:00.120+05:30").as_deref(),
+            Some("2024-01-15T10:30:00.12+05:30")
+        );
         assert_eq!(t("2024-02-30"), None);
         assert_eq!(t("2024-01-15T10:30:00"), None);
         assert_eq!(t("2024-01-15T24:00:00Z"), None);
