@@ -61,8 +61,11 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     .map_err(|e| CliError::sops(&name, e))?;
     let out = match &a.extract {
         Some(path) => {
-            let node = sops::extract(&file.docs, path)
-                .map_err(|e| CliError::new(91, format!("{name}: {e}")))?;
+            let node = sops::extract(&file.docs, path).map_err(|e| {
+                // sops: a malformed path is 91, a path that is not in the file is 1.
+                let code = if e.starts_with("invalid") { 91 } else { 1 };
+                CliError::new(code, format!("{name}: {e}"))
+            })?;
             sops::extract_output(node, out_fmt, layout).map_err(|e| CliError::sops(&name, e))?
         }
         None => file

@@ -56,12 +56,12 @@ impl Drop for PrivateTemp {
     fn drop(&mut self) {
         // Best effort: overwrite before unlinking so the plaintext is not left in
         // freed blocks of a tmpfs page or file system journal any longer than needed.
-        if let Ok(meta) = std::fs::metadata(&self.file) {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.file) {
-                let zeros = vec![0u8; meta.len() as usize];
-                let _ = f.write_all(&zeros);
-                let _ = f.sync_all();
-            }
+        if let Ok(meta) = std::fs::metadata(&self.file)
+            && let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.file)
+        {
+            let zeros = vec![0u8; meta.len() as usize];
+            let _ = f.write_all(&zeros);
+            let _ = f.sync_all();
         }
         let _ = std::fs::remove_dir_all(self.dir.path());
     }

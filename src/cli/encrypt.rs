@@ -117,17 +117,17 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     };
     if let Some((rule, path)) = &rule {
         settings = common::settings_from_rule(rule, path)?;
-        if let (Some(cli), Some(from_rule)) = (&cli_sel, &settings.selection) {
-            if cli.key() != from_rule.key() {
-                return Err(CliError::new(
-                    8,
-                    format!(
-                        "{name}: cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex (--{} and the .sops.yaml rule's {})",
-                        cli.key().replace('_', "-"),
-                        from_rule.key()
-                    ),
-                ));
-            }
+        if let (Some(cli), Some(from_rule)) = (&cli_sel, &settings.selection)
+            && cli.key() != from_rule.key()
+        {
+            return Err(CliError::new(
+                8,
+                format!(
+                    "{name}: cannot use more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, unencrypted_regex, encrypted_comment_regex, or unencrypted_comment_regex (--{} and the .sops.yaml rule's {})",
+                    cli.key().replace('_', "-"),
+                    from_rule.key()
+                ),
+            ));
         }
     }
     if !recipients.is_empty() {

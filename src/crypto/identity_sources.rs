@@ -87,12 +87,12 @@ pub fn load(explicit: &[PathBuf]) -> Loaded {
         for name in ["id_ed25519", "id_rsa"] {
             let p = h.join(".ssh").join(name);
             searched.push(format!("$HOME/.ssh/{name}"));
-            if p.is_file() {
-                if let Ok(text) = read(&p) {
-                    // A passphrase-protected default key is skipped quietly, as it may
-                    // simply not be meant for sops.
-                    let _ = ids.add_ssh_key_text(&text, &p.display().to_string());
-                }
+            if p.is_file()
+                && let Ok(text) = read(&p)
+            {
+                // A passphrase-protected default key is skipped quietly, as it may
+                // simply not be meant for sops.
+                let _ = ids.add_ssh_key_text(&text, &p.display().to_string());
             }
         }
     }

@@ -596,7 +596,7 @@ mod tests {
             "/../shared/vectors/sops"
         ));
         if rel.is_dir() {
-            rel.to_path_buf()
+            rel.canonicalize().unwrap_or_else(|_| rel.to_path_buf())
         } else {
             PathBuf::from("/work/shared/vectors/sops")
         }

@@ -6,6 +6,10 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 fn parse(s: &str) -> Option<OffsetDateTime> {
+    // Go's RFC 3339 layout needs the `T`; the `time` crate would also take a space.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
     // Go accepts a lower-case `t`/`z` too; the `time` crate wants the upper-case forms.
     let fixed: String = s
         .char_indices()

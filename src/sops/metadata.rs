@@ -200,10 +200,10 @@ impl Metadata {
 
         let mut selections = Vec::new();
         for key in SELECTION_KEYS {
-            if let Some(v) = get_text(key) {
-                if !v.is_empty() {
-                    selections.extend(Selection::from_key(key, v));
-                }
+            if let Some(v) = get_text(key)
+                && !v.is_empty()
+            {
+                selections.extend(Selection::from_key(key, v));
             }
         }
         if selections.len() > 1 {
@@ -341,10 +341,10 @@ impl Metadata {
         }
         m.push(entry("lastmodified", Node::str(self.lastmodified.clone())));
         m.push(entry("mac", Node::str(self.mac.clone())));
-        if let Some(g) = group {
-            if let Some((_, v)) = g.other.iter().find(|(k, v)| k == "pgp" && list_len(v) > 0) {
-                m.push(entry("pgp", v.clone()));
-            }
+        if let Some(g) = group
+            && let Some((_, v)) = g.other.iter().find(|(k, v)| k == "pgp" && list_len(v) > 0)
+        {
+            m.push(entry("pgp", v.clone()));
         }
         if let Some(sel) = &self.selection {
             m.push(entry(sel.key(), Node::str(sel.value().to_owned())));

@@ -148,6 +148,10 @@ pub fn parse_plain(input: &[u8], format: Format) -> Result<Vec<Node>, SopsError>
                 stores::yaml::YamlError::NonStringKey { .. } => {
                     SopsError::NonStringKey(e.to_string())
                 }
+                // sops reads such an integer but cannot walk it when encrypting (exit 23).
+                stores::yaml::YamlError::Uint64 { .. } => SopsError::NonStringKey(format!(
+                    "Error encrypting tree: Error walking tree: {e}"
+                )),
                 e => parse_err(format, e),
             })?
         }
@@ -755,43 +759,78 @@ pub fn extract<'a>(docs: &'a [Node], path: &str) -> Result<&'a Node, String> {
     Ok(node)
 }
 
-/// The bytes `--extract` prints: a scalar's text as is, a map or list as a document.
+/// The bytes `--extract` prints, as sops 3.11 prints them: a string as is; a map as a
+/// document; any other value as the output store marshals a lone value (YAML: with a
+/// trailing newline, lists as a top-level sequence; JSON: no newline, lists indented).
 pub fn extract_output(
     node: &Node,
     format: Format,
     layout: Layout,
 ) -> Result<Zeroizing<Vec<u8>>, SopsError> {
+    let wrapped = || Node::Map(vec![MapItem::Entry("x".into(), node.clone())]);
     match node {
-        Node::Scalar(s) => Ok(Zeroizing::new(match s {
-            Scalar::Str(t) | Scalar::Time(t) => t.as_str().as_bytes().to_vec(),
-            Scalar::Bytes(b) => b.as_bytes().to_vec(),
-            other => cipher::scalar_plaintext(other)
-                .map(|(p, _)| match other {
-                    Scalar::Bool(b) => b.to_string().into_bytes(),
-                    _ => p.to_vec(),
-                })
-                .unwrap_or_else(|| b"null".to_vec()),
-        })),
+        Node::Scalar(Scalar::Str(t)) => Ok(Zeroizing::new(t.as_str().as_bytes().to_vec())),
+        Node::Scalar(Scalar::Bytes(b)) => Ok(Zeroizing::new(b.as_bytes().to_vec())),
         Node::Comment(t) => Ok(Zeroizing::new(t.as_str().as_bytes().to_vec())),
-        tree => {
+        Node::Map(_) => {
             let f = if format == Format::Json {
                 Format::Json
             } else {
                 Format::Yaml
             };
-            let doc = match tree {
-                Node::Map(_) => tree.clone(),
-                _ => {
-                    return Ok(Zeroizing::new(
-                        stores::yaml::emit(
-                            &[Node::Map(vec![MapItem::Entry("-".into(), tree.clone())])],
-                            layout.yaml_indent,
-                        )
-                        .into_bytes(),
-                    ));
-                }
+            emit_plain(&[node.clone()], f, layout)
+        }
+        Node::Scalar(s) if format == Format::Json => Ok(Zeroizing::new(
+            cipher::scalar_plaintext(s)
+                .map(|(p, _)| match s {
+                    Scalar::Bool(b) => b.to_string().into_bytes(),
+                    _ => p.to_vec(),
+                })
+                .unwrap_or_else(|| b"null".to_vec()),
+        )),
+        Node::List(_) if format == Format::Json => {
+            // `{"x": [...]}` without its first and last line and one level of indent.
+            let text = Zeroizing::new(stores::json::emit(&wrapped(), layout.json_indent));
+            let unit = match layout.json_indent {
+                None => "\t".to_string(),
+                Some(n) => " ".repeat(n),
             };
-            emit_plain(&[doc], f, layout)
+            let first = format!("{unit}\"x\": ");
+            let lines: Vec<&str> = text.trim_end_matches('\n').lines().collect();
+            let inner = &lines[1.min(lines.len())..lines.len().saturating_sub(1).max(1)];
+            let out: Vec<&str> = inner
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i == 0 {
+                        l.strip_prefix(first.as_str()).unwrap_or(l)
+                    } else {
+                        l.strip_prefix(unit.as_str()).unwrap_or(l)
+                    }
+                })
+                .collect();
+            Ok(Zeroizing::new(out.join("\n").into_bytes()))
+        }
+        Node::List(_) => {
+            // `x:` followed by the sequence indented one level: drop both.
+            let indent = layout.yaml_indent;
+            let text = Zeroizing::new(stores::yaml::emit(&[wrapped()], indent));
+            let mut out = String::new();
+            for l in text.lines().skip(1) {
+                out.push_str(l.get(indent..).unwrap_or(""));
+                out.push('\n');
+            }
+            Ok(Zeroizing::new(out.into_bytes()))
+        }
+        Node::Scalar(_) => {
+            // `x: VALUE\n` without the key: the YAML emitter's own scalar formatting.
+            let text = Zeroizing::new(stores::yaml::emit(&[wrapped()], layout.yaml_indent));
+            Ok(Zeroizing::new(
+                text.strip_prefix("x: ")
+                    .unwrap_or(&text)
+                    .as_bytes()
+                    .to_vec(),
+            ))
         }
     }
 }

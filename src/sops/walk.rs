@@ -308,10 +308,10 @@ impl Walker<'_> {
             Node::Scalar(_) => {
                 if let Some(new) = self.leaf(item)? {
                     let is_comment = matches!(new, Node::Comment(_));
-                    if let Node::Comment(t) = &new {
-                        if let Some(run) = self.context.last_mut() {
-                            run.push(t.as_str().to_owned());
-                        }
+                    if let Node::Comment(t) = &new
+                        && let Some(run) = self.context.last_mut()
+                    {
+                        run.push(t.as_str().to_owned());
                     }
                     *item = new;
                     if is_comment {

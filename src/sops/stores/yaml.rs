@@ -173,10 +173,10 @@ fn resolve(tag: &str, input: &str) -> Result<RTag, String> {
     if tag.is_empty() || tag == rshort || tag == "!!str" {
         return Ok(r);
     }
-    if tag == "!!float" {
-        if let RTag::Int(i) = r {
-            return Ok(RTag::Float(i as f64));
-        }
+    if tag == "!!float"
+        && let RTag::Int(i) = r
+    {
+        return Ok(RTag::Float(i as f64));
     }
     Err(format!("cannot decode {rshort} `{input}` as a {tag}"))
 }
@@ -211,10 +211,10 @@ fn resolve_implicit(tag: &str, input: &str) -> RTag {
             }
         }
         b'D' | b'S' => {
-            if tag.is_empty() || tag == "!!timestamp" {
-                if let Some(t) = parse_timestamp(input) {
-                    return RTag::Time(t);
-                }
+            if (tag.is_empty() || tag == "!!timestamp")
+                && let Some(t) = parse_timestamp(input)
+            {
+                return RTag::Time(t);
             }
             let plain: Cow<str> = if input.contains('_') {
                 Cow::Owned(input.replace('_', ""))
@@ -226,10 +226,10 @@ fn resolve_implicit(tag: &str, input: &str) -> RTag {
                 Some(IntParse::U64(u)) => return RTag::Uint(u),
                 None => {}
             }
-            if is_yaml_float(&plain) {
-                if let Some(f) = go_parse_float(&plain) {
-                    return RTag::Float(f);
-                }
+            if is_yaml_float(&plain)
+                && let Some(f) = go_parse_float(&plain)
+            {
+                return RTag::Float(f);
             }
         }
         _ => {}
@@ -353,7 +353,7 @@ fn parse_timestamp(s: &str) -> Option<String> {
     let month = p.num()?;
     p.lit(b'-')?;
     let day = p.num()?;
-    if !(1..=12).contains(&month) || day < 1 || day > 31 {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
     if day > days_in(month, year) {
@@ -493,7 +493,9 @@ impl GoTimeParser<'_> {
 
 fn days_in(month: u32, year: u32) -> u32 {
     match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -648,6 +650,8 @@ struct MapFrame {
     last_entry: Option<usize>,
     /// Raw key text → line, for the duplicate check (first document only).
     seen: Option<HashMap<String, usize>>,
+    /// Line of each key, in entry order.
+    key_lines: Vec<usize>,
     anchor: usize,
     size: usize,
     start_line: usize,
@@ -866,16 +870,43 @@ impl<'a> Builder<'a> {
             m.indent = col as isize;
         }
         if first {
-            let seen = m.seen.get_or_insert_with(HashMap::new);
-            if let Some(prev) = seen.get(value) {
+            // Small maps are scanned linearly (no allocation); big ones get an index.
+            if m.seen.is_none() && m.key_lines.len() >= 16 {
+                let mut h = HashMap::with_capacity(m.key_lines.len() * 2);
+                let keys = m.items.iter().filter_map(|it| match it {
+                    MapItem::Entry(k, _) => Some(k),
+                    MapItem::Comment(_) => None,
+                });
+                for (k, l) in keys.zip(m.key_lines.iter()) {
+                    h.entry(k.clone()).or_insert(*l);
+                }
+                m.seen = Some(h);
+            }
+            let prev = match &m.seen {
+                Some(h) => h.get(value).copied(),
+                None => m
+                    .items
+                    .iter()
+                    .filter_map(|it| match it {
+                        MapItem::Entry(k, _) => Some(k),
+                        MapItem::Comment(_) => None,
+                    })
+                    .zip(m.key_lines.iter())
+                    .find(|(k, _)| k.as_str() == value)
+                    .map(|(_, l)| *l),
+            };
+            if let Some(prev) = prev {
                 return Err(YamlError::DuplicateKey {
                     key: go_quote(value),
                     line,
-                    first: *prev,
+                    first: prev,
                 });
             }
-            seen.insert(value.to_string(), line);
+            if let Some(h) = &mut m.seen {
+                h.insert(value.to_string(), line);
+            }
         }
+        m.key_lines.push(line);
         let key = match decode_scalar(value, quoted, tag) {
             Ok(Resolved::Node(Scalar::Str(t))) => t.as_str().to_string(),
             Ok(Resolved::Node(other)) => {
@@ -989,15 +1020,15 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                 }
             }
             Event::MappingStart(anchor, _tag) => {
-                if let Some(Frame::Map(m)) = bld.frames.last() {
-                    if m.pending_key.is_none() {
-                        // A mapping used as a key: sops cannot have non-string keys.
-                        return Err(YamlError::NonStringKey {
-                            ty: "map[string]interface {}",
-                            key: String::new(),
-                            line,
-                        });
-                    }
+                if let Some(Frame::Map(m)) = bld.frames.last()
+                    && m.pending_key.is_none()
+                {
+                    // A mapping used as a key: sops cannot have non-string keys.
+                    return Err(YamlError::NonStringKey {
+                        ty: "map[string]interface {}",
+                        key: String::new(),
+                        line,
+                    });
                 }
                 bld.child_start(true);
                 bld.frames.push(Frame::Map(MapFrame {
@@ -1006,6 +1037,7 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                     indent: -1,
                     last_entry: None,
                     seen: None,
+                    key_lines: Vec::new(),
                     anchor,
                     size: 1,
                     start_line: line,
@@ -1068,11 +1100,10 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                 bld.child_start(false);
                 if is_key {
                     bld.scalar_key(&value, quoted, tag.as_deref(), line, col)?;
-                    if anchor != 0 {
-                        if let Ok(Resolved::Node(s)) = decode_scalar(&value, quoted, tag.as_deref())
-                        {
-                            bld.store_anchor(anchor, &Node::Scalar(s), 1);
-                        }
+                    if anchor != 0
+                        && let Ok(Resolved::Node(s)) = decode_scalar(&value, quoted, tag.as_deref())
+                    {
+                        bld.store_anchor(anchor, &Node::Scalar(s), 1);
                     }
                     continue;
                 }
@@ -1148,6 +1179,7 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                         if m.indent < 0 {
                             m.indent = col as isize;
                         }
+                        m.key_lines.push(line);
                         m.pending_key = Some(key);
                     }
                     continue;
@@ -1163,14 +1195,14 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
     if in_doc {
         bld.finish_doc();
     }
-    if !bld.pending.is_empty() {
-        if let Some(Node::Map(items)) = bld.docs.last_mut() {
-            items.extend(
-                bld.pending
-                    .drain(..)
-                    .map(|c| MapItem::Comment(comment_text(&c))),
-            );
-        }
+    if !bld.pending.is_empty()
+        && let Some(Node::Map(items)) = bld.docs.last_mut()
+    {
+        items.extend(
+            bld.pending
+                .drain(..)
+                .map(|c| MapItem::Comment(comment_text(&c))),
+        );
     }
     if let Some(e) = bld.deferred.take() {
         return Err(e);
@@ -1629,11 +1661,11 @@ pub fn emit(docs: &[Node], indent: usize) -> String {
     let mut em = Emitter::new(indent);
     em.run(&events);
     let mut out = std::mem::take(&mut em.out);
-    let s = String::from_utf8(std::mem::take(&mut out)).unwrap_or_else(|e| {
+
+    String::from_utf8(std::mem::take(&mut out)).unwrap_or_else(|e| {
         // Unreachable: only whole UTF-8 characters are copied.
         String::from_utf8_lossy(e.as_bytes()).into_owned()
-    });
-    s
+    })
 }
 
 // ====================================================================================
@@ -1772,11 +1804,9 @@ fn analyze_scalar(value: &[u8]) -> ScalarAnalysis {
                         block_indicators = true;
                     }
                 }
-                b'-' => {
-                    if followed_by_whitespace {
-                        flow_indicators = true;
-                        block_indicators = true;
-                    }
+                b'-' if followed_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
                 }
                 _ => {}
             }
@@ -1789,11 +1819,9 @@ fn analyze_scalar(value: &[u8]) -> ScalarAnalysis {
                         block_indicators = true;
                     }
                 }
-                b'#' => {
-                    if preceded_by_whitespace {
-                        flow_indicators = true;
-                        block_indicators = true;
-                    }
+                b'#' if preceded_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
                 }
                 _ => {}
             }
