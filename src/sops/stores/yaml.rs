@@ -25,6 +25,18 @@ use crate::sops::tree::{Blob, MapItem, Node, Scalar, Text};
 /// Upper bound on the number of nodes produced by alias expansion (alias-bomb guard).
 const MAX_ALIAS_NODES: usize = 1_000_000;
 
+/// Deepest nesting of maps and lists accepted. Walking, emitting and dropping the tree
+/// recurse, so an unbounded depth would let a hostile file overflow the stack.
+pub const MAX_DEPTH: usize = 256;
+
+fn too_deep(line: usize, col: usize) -> YamlError {
+    YamlError::Syntax {
+        line,
+        col,
+        msg: format!("maps and lists are nested deeper than {MAX_DEPTH} levels"),
+    }
+}
+
 /// Errors from [`parse`]. Every variant carries the 1-based line it refers to; the
 /// messages follow what sops prints (the caller adds sops' prefixes such as
 /// `Error unmarshalling file: `).
@@ -1020,6 +1032,9 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                 }
             }
             Event::MappingStart(anchor, _tag) => {
+                if bld.frames.len() >= MAX_DEPTH {
+                    return Err(too_deep(line, col));
+                }
                 if let Some(Frame::Map(m)) = bld.frames.last()
                     && m.pending_key.is_none()
                 {
@@ -1044,6 +1059,9 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                 }));
             }
             Event::SequenceStart(anchor, _tag) => {
+                if bld.frames.len() >= MAX_DEPTH {
+                    return Err(too_deep(line, col));
+                }
                 match bld.frames.last() {
                     None => return Err(bld.not_a_map("!!seq".to_string(), "sequences", line)),
                     Some(Frame::Map(m)) if m.pending_key.is_none() => {
@@ -3111,6 +3129,23 @@ mod tests {
             got,
             "a:\n    b: 1\n    # foot of a\n# head of c\n# eol\nc: 2\nl:\n    - x\n    # foot of list\n"
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_a_stack_overflow() {
+        // Flow nesting is bounded by the event parser itself.
+        let deep = format!("a: {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&deep).is_err());
+        // Block nesting is bounded here.
+        let mut block = String::new();
+        for i in 0..300 {
+            block.push_str(&" ".repeat(i));
+            block.push_str("k:\n");
+        }
+        let err = parse(&block).unwrap_err().to_string();
+        assert!(err.contains("nested deeper"), "{err}");
+        let ok = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]
