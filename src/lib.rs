@@ -4,4 +4,5 @@
 //! CLI stays thin; every operation lives here.
 
 pub mod crypto;
+pub mod sealed;
 pub mod sops;
