@@ -4,5 +4,6 @@
 //! CLI stays thin; every operation lives here.
 
 pub mod crypto;
+pub mod manifest;
 pub mod sealed;
 pub mod sops;

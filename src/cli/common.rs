@@ -122,6 +122,21 @@ pub fn identities(ctx: &Context) -> (Identities, Vec<String>) {
     (loaded.identities, loaded.searched)
 }
 
+/// Identities from `--identity` only (sealing keys are never looked up implicitly).
+pub fn explicit_identities(ctx: &Context) -> Result<Identities, CliError> {
+    if ctx.identities.is_empty() {
+        return Err(CliError::new(
+            1,
+            "no identity: give --identity FILE (repeatable for several cluster keys)",
+        ));
+    }
+    let loaded = identity_sources::load_explicit(&ctx.identities);
+    if let Some(p) = loaded.problems.first() {
+        return Err(CliError::new(1, p.clone()));
+    }
+    Ok(loaded.identities)
+}
+
 /// Splits comma-separated recipient lists (`--age a,b --age c`).
 pub fn parse_recipients(values: &[String]) -> Result<Vec<AgeRecipient>, CliError> {
     values

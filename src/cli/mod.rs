@@ -7,7 +7,11 @@ mod decrypt;
 mod edit;
 mod encrypt;
 mod keygen;
+mod keys;
+mod reseal;
 mod rotate;
+mod seal;
+mod unseal;
 mod updatekeys;
 
 use std::path::PathBuf;
@@ -25,6 +29,10 @@ Examples:
   lockstep edit secret.enc.yaml                    # opens $SOPS_EDITOR / $EDITOR
   lockstep updatekeys secrets/*.yaml               # re-wrap for the recipients .sops.yaml lists now
   lockstep rotate -i secret.enc.yaml               # new data key
+  lockstep seal --recipient age1cluster... secret.yaml > secret.sealed.yaml
+  lockstep unseal --identity cluster.txt secret.sealed.yaml
+  lockstep reseal --identity old.txt --recipient age1new... clusters/
+  lockstep keys inventory --recipient age1old... .
 
 Exit status: 0 on success; otherwise the sops exit code for the cause (e.g. 2 unreadable
 input, 25 a value failed to decrypt, 51 MAC mismatch, 128 no identity opens the file).
@@ -63,6 +71,14 @@ enum Command {
     Updatekeys(updatekeys::Args),
     /// Generate a new data key and re-encrypt every value.
     Rotate(rotate::Args),
+    /// Seal Secrets into SealedSecrets that only the cluster can open.
+    Seal(seal::Args),
+    /// Open SealedSecrets with cluster identities (recovery and debugging).
+    Unseal(unseal::Args),
+    /// Re-encrypt SealedSecrets under paths to a new recipient set, in place.
+    Reseal(reseal::Args),
+    /// Key inventory: which recipients each sealed or SOPS file is encrypted to.
+    Keys(keys::Args),
     /// Print shell completions.
     Completions(completions::Args),
 }
@@ -81,6 +97,10 @@ pub fn run() -> ExitCode {
         Command::Edit(a) => edit::run(&ctx, a),
         Command::Updatekeys(a) => updatekeys::run(&ctx, a),
         Command::Rotate(a) => rotate::run(&ctx, a),
+        Command::Seal(a) => seal::run(a),
+        Command::Unseal(a) => unseal::run(&ctx, a),
+        Command::Reseal(a) => reseal::run(&ctx, a),
+        Command::Keys(a) => keys::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

@@ -106,14 +106,36 @@ impl AgeRecipient {
 
 /// Encrypts `plain` into one binary age file readable by every recipient given.
 pub fn encrypt_to(recipients: &[AgeRecipient], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let names = || recipients.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join(",");
+    let names = || {
+        recipients
+            .iter()
+            .map(|r| r.text.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let err = |e: &dyn std::fmt::Display| KeyError::Wrap(names(), e.to_string());
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_dyn())).map_err(|e| err(&e))?;
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_dyn()))
+        .map_err(|e| err(&e))?;
     let mut out = Vec::with_capacity(plain.len() + 256);
     let mut w = enc.wrap_output(&mut out).map_err(|e| err(&e))?;
     w.write_all(plain).map_err(|e| err(&e))?;
     w.finish().map_err(|e| err(&e))?;
     Ok(out)
+}
+
+/// Reads a recipients file (one recipient per line; blank lines and `#` comments
+/// ignored), as `age -R` does.
+pub fn parse_recipients_file(text: &str, source_name: &str) -> Result<Vec<AgeRecipient>, KeyError> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(i, l)| {
+            AgeRecipient::parse(l).map_err(|e| {
+                KeyError::BadRecipient(format!("{source_name}:{}", i + 1), e.to_string())
+            })
+        })
+        .collect()
 }
 
 /// A set of identities that can open age files.

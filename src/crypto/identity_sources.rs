@@ -40,6 +40,44 @@ fn read(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Loads identities from the given files only (age key files or OpenSSH keys).
+pub fn load_explicit(files: &[PathBuf]) -> Loaded {
+    let mut ids = Identities::default();
+    let mut problems = Vec::new();
+    add_explicit(files, &mut ids, &mut problems);
+    Loaded {
+        identities: ids,
+        problems,
+        searched: files
+            .iter()
+            .map(|p| format!("--identity {}", p.display()))
+            .collect(),
+    }
+}
+
+fn add_explicit(files: &[PathBuf], ids: &mut Identities, problems: &mut Vec<String>) {
+    for path in files {
+        match read(path) {
+            Ok(text) => {
+                let name = path.display().to_string();
+                // An OpenSSH private key can be an identity too.
+                let t = text.trim_start();
+                let r = if t.starts_with("-----BEGIN OPENSSH PRIVATE KEY")
+                    || t.starts_with("-----BEGIN RSA PRIVATE KEY")
+                {
+                    ids.add_ssh_key_text(&text, &name)
+                } else {
+                    ids.add_key_file_text(&text, &name).map(|_| ())
+                };
+                if let Err(e) = r {
+                    problems.push(e.to_string());
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+}
+
 /// Loads identities from `--identity` files and every sops source.
 pub fn load(explicit: &[PathBuf]) -> Loaded {
     let mut ids = Identities::default();
@@ -53,24 +91,8 @@ pub fn load(explicit: &[PathBuf]) -> Loaded {
 
     for path in explicit {
         searched.push(format!("--identity {}", path.display()));
-        match read(path) {
-            Ok(text) => {
-                let name = path.display().to_string();
-                // An OpenSSH private key can be an identity too.
-                let r = if text
-                    .trim_start()
-                    .starts_with("-----BEGIN OPENSSH PRIVATE KEY")
-                    || text.trim_start().starts_with("-----BEGIN RSA PRIVATE KEY")
-                {
-                    ids.add_ssh_key_text(&text, &name)
-                } else {
-                    ids.add_key_file_text(&text, &name).map(|_| ())
-                };
-                note(r, &mut problems);
-            }
-            Err(e) => problems.push(e),
-        }
     }
+    add_explicit(explicit, &mut ids, &mut problems);
 
     searched.push("SOPS_AGE_SSH_PRIVATE_KEY_FILE".into());
     if let Some(p) = std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE") {

@@ -1,6 +1,7 @@
 //! Keys and randomness: age identities and recipients, key files, data-key wrapping.
 pub mod age_keys;
 pub mod identity_sources;
+pub mod inventory;
 
 /// Fills an array from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

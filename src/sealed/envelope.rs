@@ -76,8 +76,12 @@ pub fn encode(b: &Binding, value: &[u8]) -> Zeroizing<Vec<u8>> {
 
 /// Splits an envelope into its binding and value.
 pub fn decode(plain: &[u8]) -> Result<(Binding, Zeroizing<Vec<u8>>), EnvelopeError> {
-    let line_end = plain.iter().position(|&b| b == b'\n').ok_or(EnvelopeError::NotAnEnvelope)?;
-    let magic = std::str::from_utf8(&plain[..line_end]).map_err(|_| EnvelopeError::NotAnEnvelope)?;
+    let line_end = plain
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(EnvelopeError::NotAnEnvelope)?;
+    let magic =
+        std::str::from_utf8(&plain[..line_end]).map_err(|_| EnvelopeError::NotAnEnvelope)?;
     if magic != MAGIC_V1 {
         return Err(match magic.strip_prefix(MAGIC_PREFIX) {
             Some(v) => EnvelopeError::UnknownVersion(v.chars().take(16).collect()),
@@ -90,7 +94,8 @@ pub fn decode(plain: &[u8]) -> Result<(Binding, Zeroizing<Vec<u8>>), EnvelopeErr
             .iter()
             .position(|&b| b == b'\n')
             .ok_or(EnvelopeError::Malformed("truncated header"))?;
-        let line = std::str::from_utf8(&rest[..end]).map_err(|_| EnvelopeError::Malformed("header is not UTF-8"))?;
+        let line = std::str::from_utf8(&rest[..end])
+            .map_err(|_| EnvelopeError::Malformed("header is not UTF-8"))?;
         let v = line
             .strip_prefix(name)
             .and_then(|l| l.strip_prefix(": "))
@@ -103,9 +108,9 @@ pub fn decode(plain: &[u8]) -> Result<(Binding, Zeroizing<Vec<u8>>), EnvelopeErr
     let namespace = field("namespace")?;
     let name = field("name")?;
     let key = field("key")?;
-    let value = rest
-        .strip_prefix(b"\n")
-        .ok_or(EnvelopeError::Malformed("header not terminated by an empty line"))?;
+    let value = rest.strip_prefix(b"\n").ok_or(EnvelopeError::Malformed(
+        "header not terminated by an empty line",
+    ))?;
     Ok((
         Binding {
             scope,
@@ -146,6 +151,9 @@ mod tests {
         );
         assert_eq!(decode(b"hello").unwrap_err(), EnvelopeError::NotAnEnvelope);
         assert!(decode(b"lockstep.dev/sealed/v1\nscope: strict\nnamespace: a\n").is_err());
-        assert!(decode(b"lockstep.dev/sealed/v1\nscope: other\nnamespace: \nname: \nkey: k\n\nv").is_err());
+        assert!(
+            decode(b"lockstep.dev/sealed/v1\nscope: other\nnamespace: \nname: \nkey: k\n\nv")
+                .is_err()
+        );
     }
 }

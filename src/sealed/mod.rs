@@ -157,7 +157,8 @@ fn object_name(kind: &str, ns: Option<&str>, name: &str) -> String {
 fn valid_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
         && s.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric)
 }
@@ -166,20 +167,27 @@ fn valid_dns_subdomain(s: &str) -> bool {
 fn valid_data_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
 }
 
 fn str_of<'a>(n: Option<&'a Node>) -> Option<&'a str> {
     n.and_then(Node::as_str)
 }
 
-fn string_map(node: Option<&Node>, object: &str, field: &str) -> Result<Vec<(String, String)>, SealError> {
+fn string_map(
+    node: Option<&Node>,
+    object: &str,
+    field: &str,
+) -> Result<Vec<(String, String)>, SealError> {
     let mut out = Vec::new();
     let Some(node) = node else { return Ok(out) };
     if matches!(node, Node::Scalar(Scalar::Null)) {
         return Ok(out);
     }
-    let items = node.as_map().ok_or_else(|| fail(object, None, format!("{field} must be a map of strings")))?;
+    let items = node
+        .as_map()
+        .ok_or_else(|| fail(object, None, format!("{field} must be a map of strings")))?;
     for item in items {
         if let MapItem::Entry(k, v) = item {
             let v = v
@@ -194,15 +202,29 @@ fn string_map(node: Option<&Node>, object: &str, field: &str) -> Result<Vec<(Str
 
 fn metadata_of(doc: &Node, kind: &str) -> Result<(String, Option<String>), SealError> {
     let meta = doc.get("metadata");
-    let name = str_of(meta.and_then(|m| m.get("name"))).unwrap_or("").to_owned();
+    let name = str_of(meta.and_then(|m| m.get("name")))
+        .unwrap_or("")
+        .to_owned();
     let namespace = str_of(meta.and_then(|m| m.get("namespace"))).map(str::to_owned);
-    let object = object_name(kind, namespace.as_deref(), if name.is_empty() { "<no name>" } else { &name });
+    let object = object_name(
+        kind,
+        namespace.as_deref(),
+        if name.is_empty() { "<no name>" } else { &name },
+    );
     if !valid_dns_subdomain(&name) {
-        return Err(fail(&object, None, "metadata.name must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')"));
+        return Err(fail(
+            &object,
+            None,
+            "metadata.name must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')",
+        ));
     }
     if let Some(ns) = &namespace {
         if !valid_dns_subdomain(ns) || ns.len() > 63 || ns.contains('.') {
-            return Err(fail(&object, None, "metadata.namespace must be a DNS-1123 label"));
+            return Err(fail(
+                &object,
+                None,
+                "metadata.namespace must be a DNS-1123 label",
+            ));
         }
     }
     Ok((name, namespace))
@@ -238,8 +260,16 @@ pub fn secret_from_node(doc: &Node, position: &str) -> Result<PlainSecret, SealE
     let meta = doc.get("metadata");
     let template = Template {
         type_: str_of(doc.get("type")).unwrap_or("Opaque").to_owned(),
-        labels: string_map(meta.and_then(|m| m.get("labels")), &object, "metadata.labels")?,
-        annotations: string_map(meta.and_then(|m| m.get("annotations")), &object, "metadata.annotations")?,
+        labels: string_map(
+            meta.and_then(|m| m.get("labels")),
+            &object,
+            "metadata.labels",
+        )?,
+        annotations: string_map(
+            meta.and_then(|m| m.get("annotations")),
+            &object,
+            "metadata.annotations",
+        )?,
         immutable: match doc.get("immutable") {
             Some(Node::Scalar(Scalar::Bool(b))) => Some(*b),
             _ => None,
@@ -248,7 +278,11 @@ pub fn secret_from_node(doc: &Node, position: &str) -> Result<PlainSecret, SealE
     let mut data: Vec<(String, SecretValue)> = Vec::new();
     let mut put = |k: &str, v: SecretValue| {
         if !valid_data_key(k) {
-            return Err(fail(&object, Some(k), "Secret keys must consist of alphanumerics, '-', '_' or '.'"));
+            return Err(fail(
+                &object,
+                Some(k),
+                "Secret keys must consist of alphanumerics, '-', '_' or '.'",
+            ));
         }
         data.retain(|(existing, _)| existing != k);
         data.push((k.to_owned(), v));
@@ -263,10 +297,17 @@ pub fn secret_from_node(doc: &Node, position: &str) -> Result<PlainSecret, SealE
                     let text = match v {
                         Node::Scalar(Scalar::Str(t)) => t.as_str(),
                         Node::Scalar(Scalar::Null) => "",
-                        _ => return Err(fail(&object, Some(k), format!("{field} values must be strings"))),
+                        _ => {
+                            return Err(fail(
+                                &object,
+                                Some(k),
+                                format!("{field} values must be strings"),
+                            ));
+                        }
                     };
                     let bytes = if is_base64 {
-                        let compact: Zeroizing<String> = Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
+                        let compact: Zeroizing<String> =
+                            Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
                         STANDARD
                             .decode(compact.as_bytes())
                             .map_err(|_| fail(&object, Some(k), "data value is not valid base64"))?
@@ -292,28 +333,51 @@ pub fn secret_from_node(doc: &Node, position: &str) -> Result<PlainSecret, SealE
 /// Reads a SealedSecret document.
 pub fn sealed_from_node(doc: &Node, position: &str) -> Result<SealedSecret, SealError> {
     if !is_sealed_secret(doc) {
-        return Err(fail(position, None, format!("is not a {API_VERSION} {KIND}")));
+        return Err(fail(
+            position,
+            None,
+            format!("is not a {API_VERSION} {KIND}"),
+        ));
     }
     let (name, namespace) = metadata_of(doc, KIND)?;
     let object = object_name(KIND, namespace.as_deref(), &name);
-    let spec = doc.get("spec").ok_or_else(|| fail(&object, None, "has no spec"))?;
+    let spec = doc
+        .get("spec")
+        .ok_or_else(|| fail(&object, None, "has no spec"))?;
     let scope = match spec.get("scope") {
         None => Scope::Strict,
-        Some(n) => n
-            .as_str()
-            .and_then(Scope::parse)
-            .ok_or_else(|| fail(&object, None, "spec.scope must be strict, namespace-wide or cluster-wide"))?,
+        Some(n) => n.as_str().and_then(Scope::parse).ok_or_else(|| {
+            fail(
+                &object,
+                None,
+                "spec.scope must be strict, namespace-wide or cluster-wide",
+            )
+        })?,
     };
     if scope != Scope::ClusterWide && namespace.is_none() {
-        return Err(fail(&object, None, format!("a {} SealedSecret needs metadata.namespace", scope.as_str())));
+        return Err(fail(
+            &object,
+            None,
+            format!("a {} SealedSecret needs metadata.namespace", scope.as_str()),
+        ));
     }
     let recipients = match spec.get("recipients") {
         None | Some(Node::Scalar(Scalar::Null)) => Vec::new(),
         Some(Node::List(items)) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| fail(&object, None, "spec.recipients must be a list of strings")))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| fail(&object, None, "spec.recipients must be a list of strings"))
+            })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(fail(&object, None, "spec.recipients must be a list of strings")),
+        Some(_) => {
+            return Err(fail(
+                &object,
+                None,
+                "spec.recipients must be a list of strings",
+            ));
+        }
     };
     let mut encrypted_data = Vec::new();
     match spec.get("encryptedData") {
@@ -324,8 +388,17 @@ pub fn sealed_from_node(doc: &Node, position: &str) -> Result<SealedSecret, Seal
                 if !valid_data_key(k) {
                     return Err(fail(&object, Some(k), "invalid Secret key"));
                 }
-                let v = v.as_str().ok_or_else(|| fail(&object, Some(k), "encryptedData values must be base64 strings"))?;
-                if encrypted_data.iter().any(|(e, _): &(String, String)| e == k) {
+                let v = v.as_str().ok_or_else(|| {
+                    fail(
+                        &object,
+                        Some(k),
+                        "encryptedData values must be base64 strings",
+                    )
+                })?;
+                if encrypted_data
+                    .iter()
+                    .any(|(e, _): &(String, String)| e == k)
+                {
                     return Err(fail(&object, Some(k), "duplicate key in encryptedData"));
                 }
                 encrypted_data.push((k.clone(), v.to_owned()));
@@ -337,9 +410,19 @@ pub fn sealed_from_node(doc: &Node, position: &str) -> Result<SealedSecret, Seal
     let t = spec.get("template");
     let tmeta = t.and_then(|t| t.get("metadata"));
     let template = Template {
-        type_: str_of(t.and_then(|t| t.get("type"))).unwrap_or("Opaque").to_owned(),
-        labels: string_map(tmeta.and_then(|m| m.get("labels")), &object, "spec.template.metadata.labels")?,
-        annotations: string_map(tmeta.and_then(|m| m.get("annotations")), &object, "spec.template.metadata.annotations")?,
+        type_: str_of(t.and_then(|t| t.get("type")))
+            .unwrap_or("Opaque")
+            .to_owned(),
+        labels: string_map(
+            tmeta.and_then(|m| m.get("labels")),
+            &object,
+            "spec.template.metadata.labels",
+        )?,
+        annotations: string_map(
+            tmeta.and_then(|m| m.get("annotations")),
+            &object,
+            "spec.template.metadata.annotations",
+        )?,
         immutable: match t.and_then(|t| t.get("immutable")) {
             Some(Node::Scalar(Scalar::Bool(b))) => Some(*b),
             _ => None,
@@ -360,7 +443,12 @@ fn entry(k: &str, v: Node) -> MapItem {
 }
 
 fn str_map_node(pairs: &[(String, String)]) -> Node {
-    Node::Map(pairs.iter().map(|(k, v)| entry(k, Node::str(v.clone()))).collect())
+    Node::Map(
+        pairs
+            .iter()
+            .map(|(k, v)| entry(k, Node::str(v.clone())))
+            .collect(),
+    )
 }
 
 fn metadata_node(name: &str, namespace: Option<&str>, template: Option<&Template>) -> Node {
@@ -391,7 +479,10 @@ impl SealedSecret {
             tmeta.push(entry("labels", str_map_node(&self.template.labels)));
         }
         if !self.template.annotations.is_empty() {
-            tmeta.push(entry("annotations", str_map_node(&self.template.annotations)));
+            tmeta.push(entry(
+                "annotations",
+                str_map_node(&self.template.annotations),
+            ));
         }
         if !tmeta.is_empty() {
             tmpl.push(entry("metadata", Node::Map(tmeta)));
@@ -399,15 +490,31 @@ impl SealedSecret {
         Node::Map(vec![
             entry("apiVersion", Node::str(API_VERSION)),
             entry("kind", Node::str(KIND)),
-            entry("metadata", metadata_node(&self.name, self.namespace.as_deref(), None)),
+            entry(
+                "metadata",
+                metadata_node(&self.name, self.namespace.as_deref(), None),
+            ),
             entry(
                 "spec",
                 Node::Map(vec![
                     entry("scope", Node::str(self.scope.as_str())),
-                    entry("recipients", Node::List(self.recipients.iter().map(|r| Node::str(r.clone())).collect())),
+                    entry(
+                        "recipients",
+                        Node::List(
+                            self.recipients
+                                .iter()
+                                .map(|r| Node::str(r.clone()))
+                                .collect(),
+                        ),
+                    ),
                     entry(
                         "encryptedData",
-                        Node::Map(self.encrypted_data.iter().map(|(k, v)| entry(k, Node::str(v.clone()))).collect()),
+                        Node::Map(
+                            self.encrypted_data
+                                .iter()
+                                .map(|(k, v)| entry(k, Node::str(v.clone())))
+                                .collect(),
+                        ),
                     ),
                     entry("template", Node::Map(tmpl)),
                 ]),
@@ -422,7 +529,10 @@ impl PlainSecret {
         let mut m = vec![
             entry("apiVersion", Node::str("v1")),
             entry("kind", Node::str("Secret")),
-            entry("metadata", metadata_node(&self.name, self.namespace.as_deref(), Some(&self.template))),
+            entry(
+                "metadata",
+                metadata_node(&self.name, self.namespace.as_deref(), Some(&self.template)),
+            ),
             entry("type", Node::str(self.template.type_.clone())),
         ];
         if let Some(i) = self.template.immutable {
@@ -433,7 +543,12 @@ impl PlainSecret {
             Node::Map(
                 self.data
                     .iter()
-                    .map(|(k, v)| entry(k, Node::Scalar(Scalar::Str(Text::new(STANDARD.encode(v.expose()))))))
+                    .map(|(k, v)| {
+                        entry(
+                            k,
+                            Node::Scalar(Scalar::Str(Text::new(STANDARD.encode(v.expose())))),
+                        )
+                    })
                     .collect(),
             ),
         ));
@@ -442,7 +557,11 @@ impl PlainSecret {
 }
 
 /// Seals every value of a Secret to the recipients under a scope.
-pub fn seal(secret: &PlainSecret, recipients: &[AgeRecipient], scope: Scope) -> Result<SealedSecret, SealError> {
+pub fn seal(
+    secret: &PlainSecret,
+    recipients: &[AgeRecipient],
+    scope: Scope,
+) -> Result<SealedSecret, SealError> {
     let object = secret.object();
     if recipients.is_empty() {
         return Err(fail(&object, None, "no recipients to seal to"));
@@ -452,14 +571,18 @@ pub fn seal(secret: &PlainSecret, recipients: &[AgeRecipient], scope: Scope) -> 
         return Err(fail(
             &object,
             None,
-            format!("{} scope needs metadata.namespace (or use --scope cluster-wide)", scope.as_str()),
+            format!(
+                "{} scope needs metadata.namespace (or use --scope cluster-wide)",
+                scope.as_str()
+            ),
         ));
     }
     let mut encrypted_data = Vec::with_capacity(secret.data.len());
     for (k, v) in &secret.data {
         let b = Binding::new(scope, namespace.unwrap_or(""), &secret.name, k);
         let plain = envelope::encode(&b, v.expose());
-        let file = age_keys::encrypt_to(recipients, &plain).map_err(|e| fail(&object, Some(k), e.to_string()))?;
+        let file = age_keys::encrypt_to(recipients, &plain)
+            .map_err(|e| fail(&object, Some(k), e.to_string()))?;
         encrypted_data.push((k.clone(), STANDARD.encode(file)));
     }
     Ok(SealedSecret {
@@ -473,7 +596,12 @@ pub fn seal(secret: &PlainSecret, recipients: &[AgeRecipient], scope: Scope) -> 
 }
 
 /// Opens one value and checks that it was sealed for exactly this place.
-pub fn unseal_value(sealed: &SealedSecret, key: &str, b64: &str, ids: &Identities) -> Result<SecretValue, SealError> {
+pub fn unseal_value(
+    sealed: &SealedSecret,
+    key: &str,
+    b64: &str,
+    ids: &Identities,
+) -> Result<SecretValue, SealError> {
     let object = sealed.object();
     let err = |cause: String| fail(&object, Some(key), cause);
     let file = Zeroizing::new(
@@ -481,7 +609,9 @@ pub fn unseal_value(sealed: &SealedSecret, key: &str, b64: &str, ids: &Identitie
             .decode(b64.trim())
             .map_err(|_| err("encrypted value is not valid base64".into()))?,
     );
-    let plain = ids.decrypt_bytes(&file).map_err(|e| err(format!("cannot open: {e}")))?;
+    let plain = ids
+        .decrypt_bytes(&file)
+        .map_err(|e| err(format!("cannot open: {e}")))?;
     let (binding, value) = envelope::decode(&plain).map_err(|e| err(e.to_string()))?;
     if binding.scope != sealed.scope {
         return Err(err(format!(
@@ -490,7 +620,12 @@ pub fn unseal_value(sealed: &SealedSecret, key: &str, b64: &str, ids: &Identitie
             sealed.scope.as_str()
         )));
     }
-    let expected = Binding::new(sealed.scope, sealed.namespace.as_deref().unwrap_or(""), &sealed.name, key);
+    let expected = Binding::new(
+        sealed.scope,
+        sealed.namespace.as_deref().unwrap_or(""),
+        &sealed.name,
+        key,
+    );
     if binding != expected {
         let mut moved = Vec::new();
         if binding.namespace != expected.namespace {
@@ -527,7 +662,11 @@ pub fn unseal(sealed: &SealedSecret, ids: &Identities) -> Result<PlainSecret, Se
 }
 
 /// Re-encrypts every value to a new recipient set, keeping scope and binding.
-pub fn reseal(sealed: &SealedSecret, ids: &Identities, recipients: &[AgeRecipient]) -> Result<SealedSecret, SealError> {
+pub fn reseal(
+    sealed: &SealedSecret,
+    ids: &Identities,
+    recipients: &[AgeRecipient],
+) -> Result<SealedSecret, SealError> {
     let plain = unseal(sealed, ids)?;
     seal(&plain, recipients, sealed.scope)
 }
@@ -536,7 +675,9 @@ pub fn reseal(sealed: &SealedSecret, ids: &Identities, recipients: &[AgeRecipien
 pub fn load_documents(bytes: &[u8]) -> Result<Vec<Node>, String> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'{') {
-        return crate::sops::stores::json::parse(bytes).map(|d| vec![d]).map_err(|e| e.to_string());
+        return crate::sops::stores::json::parse(bytes)
+            .map(|d| vec![d])
+            .map_err(|e| e.to_string());
     }
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
     crate::sops::stores::yaml::parse(text).map_err(|e| e.to_string().replace('\n', " "))
@@ -547,6 +688,51 @@ pub fn emit_documents(docs: &[Node]) -> String {
     crate::sops::stores::yaml::emit(docs, 2)
 }
 
+/// The outcome of resealing one file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResealOutcome {
+    /// Every SealedSecret was already sealed to exactly this recipient set.
+    Unchanged,
+    /// The new file content.
+    Changed { text: String, objects: usize },
+    /// No SealedSecret in the file.
+    NoSealedSecrets,
+}
+
+/// Re-encrypts every SealedSecret in a manifest file to `recipients`. A file whose
+/// SealedSecrets already carry exactly that set is left alone; any failure leaves the
+/// whole file unchanged.
+pub fn reseal_file(
+    bytes: &[u8],
+    ids: &Identities,
+    recipients: &[AgeRecipient],
+) -> Result<ResealOutcome, SealError> {
+    let mut docs = load_documents(bytes).map_err(|e| fail("file", None, e))?;
+    let wanted = normalized(recipients.iter().map(|r| r.text.as_str()));
+    let mut found = 0;
+    let mut changed = 0;
+    for (i, doc) in docs.iter_mut().enumerate() {
+        if !is_sealed_secret(doc) {
+            continue;
+        }
+        found += 1;
+        let sealed = sealed_from_node(doc, &format!("document {}", i + 1))?;
+        if sealed.recipient_set() == wanted {
+            continue;
+        }
+        *doc = reseal(&sealed, ids, recipients)?.to_node();
+        changed += 1;
+    }
+    Ok(match (found, changed) {
+        (0, _) => ResealOutcome::NoSealedSecrets,
+        (_, 0) => ResealOutcome::Unchanged,
+        _ => ResealOutcome::Changed {
+            text: emit_documents(&docs),
+            objects: changed,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,7 +740,8 @@ mod tests {
     fn key() -> (Identities, AgeRecipient) {
         let k = age_keys::generate();
         let mut ids = Identities::default();
-        ids.add_key_file_text(&age_keys::key_file_text(&k, "t"), "test").unwrap();
+        ids.add_key_file_text(&age_keys::key_file_text(&k, "t"), "test")
+            .unwrap();
         (ids, AgeRecipient::parse(&k.recipient).unwrap())
     }
 
@@ -587,7 +774,12 @@ mod tests {
     #[test]
     fn moving_a_value_is_detected_per_scope() {
         let (ids, r) = key();
-        let strict = seal(&secret(Some("payments")), std::slice::from_ref(&r), Scope::Strict).unwrap();
+        let strict = seal(
+            &secret(Some("payments")),
+            std::slice::from_ref(&r),
+            Scope::Strict,
+        )
+        .unwrap();
         let mut renamed = strict.clone();
         renamed.name = "other".into();
         let e = unseal(&renamed, &ids).unwrap_err().to_string();
@@ -599,17 +791,33 @@ mod tests {
         let v0 = swapped.encrypted_data[0].1.clone();
         swapped.encrypted_data[1].1 = v0;
         let e = unseal(&swapped, &ids).unwrap_err().to_string();
-        assert!(e.contains("key \"user\"") && e.contains("key \"password\""), "{e}");
+        assert!(
+            e.contains("key \"user\"") && e.contains("key \"password\""),
+            "{e}"
+        );
 
-        let nsw = seal(&secret(Some("payments")), std::slice::from_ref(&r), Scope::NamespaceWide).unwrap();
+        let nsw = seal(
+            &secret(Some("payments")),
+            std::slice::from_ref(&r),
+            Scope::NamespaceWide,
+        )
+        .unwrap();
         let mut renamed = nsw.clone();
         renamed.name = "other".into();
-        assert!(unseal(&renamed, &ids).is_ok(), "namespace-wide allows renaming");
+        assert!(
+            unseal(&renamed, &ids).is_ok(),
+            "namespace-wide allows renaming"
+        );
         let mut moved_ns = nsw;
         moved_ns.namespace = Some("evil".into());
         assert!(unseal(&moved_ns, &ids).is_err());
 
-        let cw = seal(&secret(Some("payments")), std::slice::from_ref(&r), Scope::ClusterWide).unwrap();
+        let cw = seal(
+            &secret(Some("payments")),
+            std::slice::from_ref(&r),
+            Scope::ClusterWide,
+        )
+        .unwrap();
         let mut anywhere = cw.clone();
         anywhere.namespace = Some("elsewhere".into());
         anywhere.name = "x".into();
@@ -622,7 +830,9 @@ mod tests {
     #[test]
     fn strict_without_namespace_is_refused() {
         let (_, r) = key();
-        let e = seal(&secret(None), &[r], Scope::Strict).unwrap_err().to_string();
+        let e = seal(&secret(None), &[r], Scope::Strict)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("namespace"), "{e}");
     }
 
@@ -655,12 +865,24 @@ mod tests {
         .unwrap()[0];
         let s = secret_from_node(doc, "document 1").unwrap();
         assert_eq!(s.template.type_, "kubernetes.io/basic-auth");
-        assert_eq!(s.template.labels, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(
+            s.template.labels,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
         assert_eq!(s.data[0].1.expose(), b"hunter2");
         assert_eq!(s.data[1].1.expose(), b"new");
-        let cm = &load_documents(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n").unwrap()[0];
-        assert!(secret_from_node(cm, "document 1").unwrap_err().to_string().contains("not a v1/Secret"));
-        let bad = &load_documents(b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {k: '!!'}\n").unwrap()[0];
+        let cm =
+            &load_documents(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n").unwrap()[0];
+        assert!(
+            secret_from_node(cm, "document 1")
+                .unwrap_err()
+                .to_string()
+                .contains("not a v1/Secret")
+        );
+        let bad = &load_documents(
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {k: '!!'}\n",
+        )
+        .unwrap()[0];
         let e = secret_from_node(bad, "document 1").unwrap_err().to_string();
         assert!(e.contains("key \"k\"") && e.contains("base64"), "{e}");
     }

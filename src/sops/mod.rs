@@ -778,7 +778,7 @@ pub fn extract_output(
             } else {
                 Format::Yaml
             };
-            emit_plain(&[node.clone()], f, layout)
+            emit_plain(std::slice::from_ref(node), f, layout)
         }
         Node::Scalar(s) if format == Format::Json => Ok(Zeroizing::new(
             cipher::scalar_plaintext(s)

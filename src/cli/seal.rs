@@ -1,0 +1,97 @@
+//! `lockstep seal`: Secrets in, SealedSecrets out.
+
+use std::path::PathBuf;
+
+use lockstep::crypto::age_keys::{self, AgeRecipient};
+use lockstep::sealed::{self, Scope};
+
+use super::common::{self, CliError, CliResult};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  lockstep seal --recipient age1cluster... secret.yaml > sealed.yaml\n  kubectl create secret generic db --from-literal=password=s3cret -n payments --dry-run=client -o yaml \\\n    | lockstep seal --recipients-file cluster.recipients - > db.sealed.yaml\n  lockstep seal --scope namespace-wide --recipient age1... --recipient age1breakglass... secret.yaml"
+)]
+pub struct Args {
+    /// Secret manifest(s) (YAML, multi-document, or JSON), or - for stdin.
+    #[arg(default_value = "-")]
+    file: PathBuf,
+    /// A recipient to seal to (age1… or SSH public key); repeatable, comma-separated.
+    #[arg(long = "recipient", short = 'r', value_name = "RECIPIENT")]
+    recipients: Vec<String>,
+    /// A file of recipients, one per line (`#` comments allowed); repeatable.
+    #[arg(long = "recipients-file", short = 'R', value_name = "FILE")]
+    recipients_files: Vec<PathBuf>,
+    /// strict binds namespace+name+key; namespace-wide binds namespace+key; cluster-wide binds key.
+    #[arg(long, value_enum, default_value_t = Scope::Strict)]
+    scope: Scope,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Yaml)]
+    output: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+/// Recipients from `--recipient` and `--recipients-file`.
+pub fn recipients(list: &[String], files: &[PathBuf]) -> Result<Vec<AgeRecipient>, CliError> {
+    let mut out = common::parse_recipients(list)?;
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::new(2, format!("{}: {e}", f.display())))?;
+        out.extend(
+            age_keys::parse_recipients_file(&text, &f.display().to_string())
+                .map_err(|e| CliError::new(1, e.to_string()))?,
+        );
+    }
+    if out.is_empty() {
+        return Err(CliError::new(
+            1,
+            "no recipients: give --recipient or --recipients-file",
+        ));
+    }
+    Ok(out)
+}
+
+/// Writes manifests as YAML, or JSON (one object, or a `v1/List` for several).
+pub fn write_docs(docs: &[lockstep::sops::tree::Node], format: OutputFormat) -> CliResult {
+    let text = match format {
+        OutputFormat::Yaml => sealed::emit_documents(docs),
+        OutputFormat::Json => {
+            use lockstep::sops::tree::{MapItem, Node};
+            let doc = match docs {
+                [one] => one.clone(),
+                many => Node::Map(vec![
+                    MapItem::Entry("apiVersion".into(), Node::str("v1")),
+                    MapItem::Entry("kind".into(), Node::str("List")),
+                    MapItem::Entry("items".into(), Node::List(many.to_vec())),
+                ]),
+            };
+            lockstep::sops::stores::json::emit(&doc, Some(2))
+        }
+    };
+    common::write_stdout(text.as_bytes())
+}
+
+pub fn run(a: Args) -> CliResult {
+    let name = common::display_name(&a.file);
+    let recipients = recipients(&a.recipients, &a.recipients_files)?;
+    let input = zeroize::Zeroizing::new(common::read_input(&a.file)?);
+    let docs =
+        sealed::load_documents(&input).map_err(|e| CliError::new(2, format!("{name}: {e}")))?;
+    if docs.is_empty() {
+        return Err(CliError::new(2, format!("{name}: no documents to seal")));
+    }
+    let mut out = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let position = format!("document {}", i + 1);
+        let secret = sealed::secret_from_node(doc, &position)
+            .map_err(|e| CliError::new(1, format!("{name}: {e}")))?;
+        let s = sealed::seal(&secret, &recipients, a.scope)
+            .map_err(|e| CliError::new(1, format!("{name}: {e}")))?;
+        out.push(s.to_node());
+    }
+    write_docs(&out, a.output)
+}
