@@ -171,7 +171,7 @@ fn valid_data_key(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
 }
 
-fn str_of<'a>(n: Option<&'a Node>) -> Option<&'a str> {
+fn str_of(n: Option<&Node>) -> Option<&str> {
     n.and_then(Node::as_str)
 }
 
@@ -218,14 +218,14 @@ fn metadata_of(doc: &Node, kind: &str) -> Result<(String, Option<String>), SealE
             "metadata.name must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')",
         ));
     }
-    if let Some(ns) = &namespace {
-        if !valid_dns_subdomain(ns) || ns.len() > 63 || ns.contains('.') {
-            return Err(fail(
-                &object,
-                None,
-                "metadata.namespace must be a DNS-1123 label",
-            ));
-        }
+    if let Some(ns) = &namespace
+        && (!valid_dns_subdomain(ns) || ns.len() > 63 || ns.contains('.'))
+    {
+        return Err(fail(
+            &object,
+            None,
+            "metadata.namespace must be a DNS-1123 label",
+        ));
     }
     Ok((name, namespace))
 }

@@ -16,7 +16,10 @@ use lockstep::sops::{self, Format};
 /// The directory of sops test vectors. Panics (never skips) when it is missing: the tests
 /// that use it are part of the suite.
 pub fn vectors_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/sops"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/vectors/sops"
+    ));
     assert!(
         dir.join("key1.txt").is_file(),
         "the sops test vectors are missing: expected them in {} (with key1.txt); \
@@ -46,7 +49,8 @@ pub fn read_string(path: &Path) -> String {
 /// Writes a file, naming it on failure.
 pub fn write(path: &Path, data: impl AsRef<[u8]>) {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     }
     std::fs::write(path, data).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
@@ -153,12 +157,19 @@ pub fn run(cmd: &mut Command) -> Output {
 pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     let what = describe(cmd);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
     if let Some(input) = stdin {
         use std::io::Write;
         let mut pipe = child.stdin.take().expect("stdin of the child is piped");
-        pipe.write_all(input).unwrap_or_else(|e| panic!("cannot write stdin of `{what}`: {e}"));
+        pipe.write_all(input)
+            .unwrap_or_else(|e| panic!("cannot write stdin of `{what}`: {e}"));
     }
     let out = child
         .wait_with_output()
@@ -184,7 +195,10 @@ fn describe(cmd: &Command) -> String {
         .unwrap_or(cmd.get_program())
         .to_string_lossy()
         .into_owned();
-    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     format!("{prog} {}", args.join(" "))
 }
 
@@ -249,7 +263,10 @@ impl Sandbox {
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut c = Command::new(program);
         c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("HOME", self.home())
             .env("TMPDIR", self.tmp())
             .env("SOPS_DISABLE_VERSION_CHECK", "1")
@@ -281,13 +298,18 @@ impl Sandbox {
     /// A new age identity made by `lockstep keygen -o`; returns (key file, recipient).
     pub fn keygen(&self, name: &str) -> (PathBuf, String) {
         let file = self.path(name);
-        let out = run(self.lockstep(["keygen".as_ref(), "-o".as_ref(), file.as_os_str()])).ok();
+        let out =
+            run(&mut self.lockstep(["keygen".as_ref(), "-o".as_ref(), file.as_os_str()])).ok();
         let recipient = out.stdout_str().trim().to_owned();
         assert!(
             recipient.starts_with("age1"),
             "lockstep keygen -o printed {recipient:?}, expected an age1… recipient"
         );
-        assert_eq!(recipient, recipient_of(&file), "keygen's stdout and the key file disagree");
+        assert_eq!(
+            recipient,
+            recipient_of(&file),
+            "keygen's stdout and the key file disagree"
+        );
         (file, recipient)
     }
 }
@@ -300,15 +322,19 @@ pub fn with_key(mut cmd: Command, key_file: &Path) -> Command {
 
 /// Parses a plaintext document with lockstep's stores, naming `what` on failure.
 pub fn parse(bytes: &[u8], format: Format, what: &str) -> Vec<Node> {
-    sops::parse_plain(bytes, format)
-        .unwrap_or_else(|e| panic!("{what}: lockstep cannot parse it as {format:?}: {e}\n---\n{}", String::from_utf8_lossy(bytes)))
+    sops::parse_plain(bytes, format).unwrap_or_else(|e| {
+        panic!(
+            "{what}: lockstep cannot parse it as {format:?}: {e}\n---\n{}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
 }
 
 /// Asserts that two plaintext documents hold the same values (trees, not bytes).
 pub fn assert_same_values(left: &[u8], right: &[u8], format: Format, what: &str) {
     let a = parse(left, format, &format!("{what} (left)"));
     let b = parse(right, format, &format!("{what} (right)"));
-    if a != b {
+    if !docs_equal(&a, &b) {
         panic!(
             "{what}: the documents differ by value\n--- left ---\n{}\n--- right ---\n{}\n--- left bytes ---\n{}\n--- right bytes ---\n{}",
             render_docs(&a),
@@ -316,6 +342,34 @@ pub fn assert_same_values(left: &[u8], right: &[u8], format: Format, what: &str)
             String::from_utf8_lossy(left),
             String::from_utf8_lossy(right)
         );
+    }
+}
+
+/// Value equality of documents, where NaN equals NaN (the tree's `PartialEq` follows
+/// IEEE and would call two identical NaN leaves different).
+pub fn docs_equal(a: &[Node], b: &[Node]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| nodes_equal(x, y))
+}
+
+pub fn nodes_equal(a: &Node, b: &Node) -> bool {
+    match (a, b) {
+        (Node::Map(x), Node::Map(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| match (p, q) {
+                    (MapItem::Entry(k1, v1), MapItem::Entry(k2, v2)) => {
+                        k1 == k2 && nodes_equal(v1, v2)
+                    }
+                    (MapItem::Comment(c1), MapItem::Comment(c2)) => c1 == c2,
+                    _ => false,
+                })
+        }
+        (Node::List(x), Node::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| nodes_equal(p, q))
+        }
+        (Node::Scalar(Scalar::Float(f)), Node::Scalar(Scalar::Float(g))) => {
+            (f.is_nan() && g.is_nan()) || f.to_bits() == g.to_bits()
+        }
+        _ => a == b,
     }
 }
 
@@ -377,13 +431,19 @@ fn render(n: &Node, depth: usize, out: &mut String) {
 /// The lines of an encrypted YAML file above its `sops:` block, i.e. the value lines.
 pub fn yaml_value_lines(file: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(file);
-    text.lines().take_while(|l| !l.starts_with("sops:")).map(str::to_owned).collect()
+    text.lines()
+        .take_while(|l| !l.starts_with("sops:"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every line of an encrypted YAML file, with the `sops:` block cut off.
 pub fn sops_block(file: &[u8]) -> String {
     let text = String::from_utf8_lossy(file);
-    text.lines().skip_while(|l| !l.starts_with("sops:")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .skip_while(|l| !l.starts_with("sops:"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Every `ENC[...]` value in a file, in order.
