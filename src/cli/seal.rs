@@ -79,8 +79,9 @@ pub fn run(a: Args) -> CliResult {
     let name = common::display_name(&a.file);
     let recipients = recipients(&a.recipients, &a.recipients_files)?;
     let input = zeroize::Zeroizing::new(common::read_input(&a.file)?);
-    let docs =
-        sealed::load_documents(&input).map_err(|e| CliError::new(2, format!("{name}: {e}")))?;
+    let docs = sealed::expand_lists(
+        sealed::load_documents(&input).map_err(|e| CliError::new(2, format!("{name}: {e}")))?,
+    );
     if docs.is_empty() {
         return Err(CliError::new(2, format!("{name}: no documents to seal")));
     }

@@ -683,6 +683,29 @@ pub fn load_documents(bytes: &[u8]) -> Result<Vec<Node>, String> {
     crate::sops::stores::yaml::parse(text).map_err(|e| e.to_string().replace('\n', " "))
 }
 
+/// Expands `kind: List` documents (what `kubectl get -o yaml|json` prints for several
+/// objects) into their items.
+pub fn expand_lists(docs: Vec<Node>) -> Vec<Node> {
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let is_list = str_of(doc.get("kind")).is_some_and(|k| k == "List" || k.ends_with("List"))
+            && matches!(doc.get("items"), Some(Node::List(_)));
+        match (is_list, doc) {
+            (true, Node::Map(items)) => {
+                for item in items {
+                    if let MapItem::Entry(k, Node::List(objs)) = item
+                        && k == "items"
+                    {
+                        out.extend(objs.into_iter().filter(|o| matches!(o, Node::Map(_))));
+                    }
+                }
+            }
+            (_, doc) => out.push(doc),
+        }
+    }
+    out
+}
+
 /// Writes manifests as multi-document YAML with Kubernetes' usual 2-space indent.
 pub fn emit_documents(docs: &[Node]) -> String {
     crate::sops::stores::yaml::emit(docs, 2)
