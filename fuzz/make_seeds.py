@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates fuzz/seeds/ from the SOPS test vectors in shared/vectors/sops.
+"""Regenerates fuzz/seeds/ from the SOPS test vectors in tests/vectors/sops.
 
     python3 fuzz/make_seeds.py [VECTORS_DIR]
 
@@ -21,7 +21,7 @@ import shutil
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-VECTORS = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent.parent / "shared/vectors/sops"
+VECTORS = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent / "tests/vectors/sops"
 SEEDS = HERE / "seeds"
 KEY = bytes.fromhex("f3636ae2b0f6e46974f4dda2ef974a4bed392a48d856ec41662aaec7712fb839")
 ENC = re.compile(rb"ENC\[AES256_GCM,[^\]\s\"]*\]")

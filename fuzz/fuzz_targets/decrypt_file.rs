@@ -9,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use lockstep::crypto::age_keys::Identities;
 use lockstep::sops::{self, Format};
 
-/// The identity the vectors are encrypted to (shared/vectors/sops/key1.txt).
-const KEY1: &str = include_str!("../../../shared/vectors/sops/key1.txt");
+/// The identity the vectors are encrypted to (tests/vectors/sops/key1.txt).
+const KEY1: &str = include_str!("../../tests/vectors/sops/key1.txt");
 
 fn identities() -> &'static Identities {
     static IDS: OnceLock<Identities> = OnceLock::new();

@@ -37,7 +37,8 @@ pub fn inventory_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, String> {
     }
     let docs = sealed::load_documents(bytes)?;
     let mut out = Vec::new();
-    for (i, doc) in docs.iter().enumerate() {
+    // `kind: List` items too: `seal -o json` writes several SealedSecrets as a List.
+    for (i, doc) in sealed::expand_lists(docs).iter().enumerate() {
         if sealed::is_sealed_secret(doc) {
             let s = sealed::sealed_from_node(doc, &format!("document {}", i + 1))
                 .map_err(|e| e.to_string())?;
@@ -51,4 +52,38 @@ pub fn inventory_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::age_keys::{self, AgeRecipient};
+    use crate::sops::tree::{MapItem, Node};
+
+    #[test]
+    fn list_items_are_inventoried() {
+        let k = age_keys::generate();
+        let r = AgeRecipient::parse(&k.recipient).unwrap();
+        let mut items = Vec::new();
+        for name in ["a", "b"] {
+            let plain = sealed::PlainSecret {
+                name: name.into(),
+                namespace: Some("ns".into()),
+                template: sealed::Template::default(),
+                data: vec![("k".into(), sealed::SecretValue::new(b"v".to_vec()))],
+            };
+            let s = sealed::seal(&plain, std::slice::from_ref(&r), sealed::Scope::Strict).unwrap();
+            items.push(s.to_node());
+        }
+        let list = Node::Map(vec![
+            MapItem::Entry("apiVersion".into(), Node::str("v1")),
+            MapItem::Entry("kind".into(), Node::str("List")),
+            MapItem::Entry("items".into(), Node::List(items)),
+        ]);
+        let json = crate::sops::stores::json::emit(&list, Some(2));
+        let found = inventory_file(Path::new("list.json"), json.as_bytes()).unwrap();
+        let objects: Vec<_> = found.iter().map(|e| e.object.as_str()).collect();
+        assert_eq!(objects, ["SealedSecret ns/a", "SealedSecret ns/b"]);
+        assert!(found.iter().all(|e| e.recipients == [k.recipient.clone()]));
+    }
 }

@@ -673,8 +673,7 @@ pub fn reseal(
 
 /// Reads a manifest file: YAML (multi-document) or JSON (a single object).
 pub fn load_documents(bytes: &[u8]) -> Result<Vec<Node>, String> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'{') {
+    if is_json(bytes) {
         return crate::sops::stores::json::parse(bytes)
             .map(|d| vec![d])
             .map_err(|e| e.to_string());
@@ -735,25 +734,58 @@ pub fn reseal_file(
     let mut found = 0;
     let mut changed = 0;
     for (i, doc) in docs.iter_mut().enumerate() {
-        if !is_sealed_secret(doc) {
-            continue;
+        for doc in objects_mut(doc) {
+            if !is_sealed_secret(doc) {
+                continue;
+            }
+            found += 1;
+            let sealed = sealed_from_node(doc, &format!("document {}", i + 1))?;
+            if sealed.recipient_set() == wanted {
+                continue;
+            }
+            *doc = reseal(&sealed, ids, recipients)?.to_node();
+            changed += 1;
         }
-        found += 1;
-        let sealed = sealed_from_node(doc, &format!("document {}", i + 1))?;
-        if sealed.recipient_set() == wanted {
-            continue;
-        }
-        *doc = reseal(&sealed, ids, recipients)?.to_node();
-        changed += 1;
     }
     Ok(match (found, changed) {
         (0, _) => ResealOutcome::NoSealedSecrets,
         (_, 0) => ResealOutcome::Unchanged,
         _ => ResealOutcome::Changed {
-            text: emit_documents(&docs),
+            // A JSON file stays JSON (load_documents reads JSON as exactly one object).
+            text: match docs.as_slice() {
+                [doc] if is_json(bytes) => crate::sops::stores::json::emit(doc, Some(2)),
+                _ => emit_documents(&docs),
+            },
             objects: changed,
         },
     })
+}
+
+/// Whether `load_documents` reads these bytes as JSON.
+fn is_json(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// The objects of a document: the items of a `kind: List` (as `expand_lists` takes
+/// them), else the document itself.
+fn objects_mut(doc: &mut Node) -> Vec<&mut Node> {
+    let is_list = str_of(doc.get("kind")).is_some_and(|k| k == "List" || k.ends_with("List"))
+        && matches!(doc.get("items"), Some(Node::List(_)));
+    if !is_list {
+        return vec![doc];
+    }
+    let Node::Map(items) = doc else {
+        return Vec::new();
+    };
+    items
+        .iter_mut()
+        .filter_map(|item| match item {
+            MapItem::Entry(k, Node::List(objs)) if k == "items" => Some(objs),
+            _ => None,
+        })
+        .flatten()
+        .filter(|o| matches!(o, Node::Map(_)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -878,6 +910,67 @@ mod tests {
         assert_eq!(parsed, s);
         assert_eq!(emit_documents(&[parsed.to_node()]), text);
         assert!(unseal(&parsed, &ids).is_ok());
+    }
+
+    #[test]
+    fn reseal_keeps_json_files_json_and_reseals_list_items() {
+        let (ids, r) = key();
+        let (ids2, r2) = key();
+        let one = seal(
+            &secret(Some("payments")),
+            std::slice::from_ref(&r),
+            Scope::Strict,
+        )
+        .unwrap();
+        let mut other = secret(Some("payments"));
+        other.name = "cache".into();
+        let two = seal(&other, std::slice::from_ref(&r), Scope::Strict).unwrap();
+
+        // One object in a JSON file: the resealed file is JSON again.
+        let json = crate::sops::stores::json::emit(&one.to_node(), Some(2));
+        let ResealOutcome::Changed { text, objects } =
+            reseal_file(json.as_bytes(), &ids, std::slice::from_ref(&r2)).unwrap()
+        else {
+            panic!("a JSON SealedSecret sealed to another set was not resealed");
+        };
+        assert_eq!(objects, 1);
+        assert!(
+            text.starts_with('{'),
+            "JSON file rewritten as YAML:\n{text}"
+        );
+        let back = sealed_from_node(&load_documents(text.as_bytes()).unwrap()[0], "d").unwrap();
+        assert_eq!(back.recipients, vec![r2.text.clone()]);
+        assert!(unseal(&back, &ids2).is_ok() && unseal(&back, &ids).is_err());
+
+        // A v1/List (what `seal -o json` writes for several Secrets): every item.
+        let list = Node::Map(vec![
+            entry("apiVersion", Node::str("v1")),
+            entry("kind", Node::str("List")),
+            entry("items", Node::List(vec![one.to_node(), two.to_node()])),
+        ]);
+        for text in [
+            crate::sops::stores::json::emit(&list, Some(2)),
+            emit_documents(std::slice::from_ref(&list)),
+        ] {
+            let ResealOutcome::Changed { text: out, objects } =
+                reseal_file(text.as_bytes(), &ids, std::slice::from_ref(&r2)).unwrap()
+            else {
+                panic!("the SealedSecrets of a List were not resealed:\n{text}");
+            };
+            assert_eq!(objects, 2);
+            assert_eq!(out.starts_with('{'), text.starts_with('{'));
+            let items = expand_lists(load_documents(out.as_bytes()).unwrap());
+            assert_eq!(items.len(), 2);
+            for item in &items {
+                let s = sealed_from_node(item, "item").unwrap();
+                assert_eq!(s.recipients, vec![r2.text.clone()]);
+                assert!(unseal(&s, &ids2).is_ok());
+            }
+            assert_eq!(
+                reseal_file(out.as_bytes(), &ids2, std::slice::from_ref(&r2)).unwrap(),
+                ResealOutcome::Unchanged
+            );
+        }
     }
 
     #[test]

@@ -591,15 +591,8 @@ mod tests {
     const R3: &str = "age1gdjm4klk2y77rlj0l0l4jy6p988kn2pnc9vwhclkva90n83eku5qumypjk";
 
     fn vectors() -> PathBuf {
-        let rel = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/sops"
-        ));
-        if rel.is_dir() {
-            rel.canonicalize().unwrap_or_else(|_| rel.to_path_buf())
-        } else {
-            PathBuf::from("/work/shared/vectors/sops")
-        }
+        let rel = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sops"));
+        rel.canonicalize().unwrap_or_else(|_| rel.to_path_buf())
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {

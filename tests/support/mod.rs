@@ -16,10 +16,7 @@ use lockstep::sops::{self, Format};
 /// The directory of sops test vectors. Panics (never skips) when it is missing: the tests
 /// that use it are part of the suite.
 pub fn vectors_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/sops"
-    ));
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sops"));
     assert!(
         dir.join("key1.txt").is_file(),
         "the sops test vectors are missing: expected them in {} (with key1.txt); \
@@ -468,4 +465,35 @@ pub fn sops_field(file: &[u8], field: &str) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .map(|v| v.trim().to_owned())
+}
+
+/// Every form in which `secret` could show up in printed text: itself, and its base64
+/// at each of the three byte alignments (only the characters that depend on `secret`
+/// alone, so a hit is found whatever surrounds it).
+pub fn leak_forms(secret: &[u8]) -> Vec<String> {
+    use base64::Engine;
+    let mut forms = vec![String::from_utf8_lossy(secret).into_owned()];
+    for pad in 0..3usize {
+        let mut bytes = vec![0u8; pad];
+        bytes.extend_from_slice(secret);
+        let enc = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let first_group = pad.div_ceil(3);
+        let end_group = bytes.len() / 3;
+        if end_group > first_group {
+            forms.push(enc[first_group * 4..end_group * 4].to_owned());
+        }
+    }
+    forms
+}
+
+/// Panics if `secret`, plain or base64-encoded, appears in the command's output.
+pub fn assert_no_leak(out: &Output, secret: &[u8]) {
+    let text = out.all_text();
+    for form in leak_forms(secret) {
+        assert!(
+            !text.contains(&form),
+            "`{}` printed the secret (as {form:?}):\n{text}",
+            out.what
+        );
+    }
 }

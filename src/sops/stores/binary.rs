@@ -41,15 +41,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn read(rel: &str) -> Vec<u8> {
-        let p = PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/sops"
-        ));
-        let p = if p.exists() {
-            p
-        } else {
-            PathBuf::from("/work/shared/vectors/sops")
-        };
+        let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sops"));
         let p = p.join(rel);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }

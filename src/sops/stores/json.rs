@@ -739,15 +739,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn vectors() -> PathBuf {
-        let p = PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/sops"
-        ));
-        if p.exists() {
-            p
-        } else {
-            PathBuf::from("/work/shared/vectors/sops")
-        }
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sops"))
     }
 
     fn read(rel: &str) -> Vec<u8> {

@@ -2847,15 +2847,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn vectors_dir() -> PathBuf {
-        let p = PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/vectors/sops"
-        ));
-        if p.is_dir() {
-            p
-        } else {
-            PathBuf::from("/work/main/../shared/vectors/sops")
-        }
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sops"))
     }
 
     fn files_with_suffix(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
