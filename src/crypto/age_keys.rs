@@ -141,7 +141,7 @@ pub fn parse_recipients_file(text: &str, source_name: &str) -> Result<Vec<AgeRec
 /// A set of identities that can open age files.
 #[derive(Default)]
 pub struct Identities {
-    ids: Vec<Box<dyn age::Identity>>,
+    ids: Vec<Box<dyn age::Identity + Send + Sync>>,
     /// Where the identities came from, for error messages.
     pub sources: Vec<String>,
 }
@@ -167,7 +167,7 @@ impl Identities {
         if trimmed.starts_with("age-encryption.org/") || trimmed.starts_with("-----BEGIN AGE") {
             return Err(KeyError::EncryptedIdentityFile(source_name.to_owned()));
         }
-        let mut found: Vec<Box<dyn age::Identity>> = Vec::new();
+        let mut found: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -289,5 +289,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("keys.txt: line 2"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod thread_safety {
+    /// The reconciler shares identities across async tasks.
+    #[test]
+    fn identities_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Identities>();
     }
 }
