@@ -56,6 +56,7 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         &searched,
         DecryptOptions {
             ignore_mac: a.ignore_mac,
+            ..Default::default()
         },
     )
     .map_err(|e| CliError::sops(&name, e))?;

@@ -114,6 +114,7 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         &searched,
         DecryptOptions {
             ignore_mac: a.ignore_mac,
+            keep_ivs: true,
         },
     )
     .map_err(|e| CliError::sops(&name, e))?;

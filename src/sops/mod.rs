@@ -291,6 +291,10 @@ impl std::fmt::Debug for DecryptedFile {
 pub struct DecryptOptions {
     /// Skip the MAC check (sops `--ignore-mac`), for recovering damaged files.
     pub ignore_mac: bool,
+    /// Remember every value's IV so that [`DecryptedFile::reencrypt`] reproduces the
+    /// ciphertext of unchanged values (what `edit` needs). Costs a table of one entry per
+    /// value, so plain decryption leaves it off.
+    pub keep_ivs: bool,
 }
 
 /// Recovers the data key with the identities at hand.
@@ -407,7 +411,7 @@ pub fn decrypt_with_key(
         &key,
         &sel,
         metadata.mac_only_encrypted,
-        Some(&mut stash),
+        opts.keep_ivs.then_some(&mut stash),
     )
     .map_err(SopsError::Decrypt)?;
     if !opts.ignore_mac {
@@ -627,7 +631,8 @@ impl DecryptedFile {
     }
 
     /// Re-encrypts (possibly edited) documents with the same data key and key groups.
-    /// Unchanged values keep their IV and therefore their exact ciphertext.
+    /// When decrypted with [`DecryptOptions::keep_ivs`], unchanged values keep their IV and
+    /// therefore their exact ciphertext.
     pub fn reencrypt(
         &self,
         docs: Vec<Node>,
