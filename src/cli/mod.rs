@@ -4,6 +4,7 @@
 mod common;
 mod completions;
 mod decrypt;
+mod devcluster;
 mod edit;
 mod encrypt;
 mod keygen;
@@ -79,6 +80,8 @@ enum Command {
     Reseal(reseal::Args),
     /// Key inventory: which recipients each sealed or SOPS file is encrypted to.
     Keys(keys::Args),
+    /// Run an embedded Kubernetes API server for local use until interrupted.
+    Devcluster(devcluster::Args),
     /// Print shell completions.
     Completions(completions::Args),
 }
@@ -101,6 +104,7 @@ pub fn run() -> ExitCode {
         Command::Unseal(a) => unseal::run(&ctx, a),
         Command::Reseal(a) => reseal::run(&ctx, a),
         Command::Keys(a) => keys::run(a),
+        Command::Devcluster(a) => devcluster::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

@@ -1,0 +1,1481 @@
+//! The HTTP front: routing, verb mapping, query parameters, bodies, and the write pipeline
+//! (decode, checks, admission, lifecycle, storage) for every resource.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde_json::{Value, json};
+
+use crate::access::{Attributes, Authenticator, Decision, UserInfo, authorize};
+use crate::jsonpatch;
+use crate::lifecycle::{self, DeleteOptions, meta_mut, meta_str};
+use crate::resources::{Registry, ResourceDef};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{self, ApiError, FieldError};
+use crate::store::{Change, Key, Store, random_bytes, resource_version};
+use crate::table::{self, Rendering};
+use crate::watch::{self, Render, Scope, WatchParams};
+use crate::{discovery, openapi};
+
+/// kube-apiserver's request body limit.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+type Labels = Vec<(String, String)>;
+
+/// Everything a request handler needs.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub registry: Arc<Registry>,
+    pub authn: Arc<Authenticator>,
+    pub requests: Family<Labels, Counter>,
+    pub metrics: std::sync::Mutex<prometheus_client::registry::Registry>,
+    pub server_address: String,
+    pub max_watch_seconds: Option<u64>,
+}
+
+impl Shared {
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        authn: Arc<Authenticator>,
+        server_address: String,
+        max_watch_seconds: Option<u64>,
+    ) -> Shared {
+        let requests = Family::<Labels, Counter>::default();
+        let mut reg = prometheus_client::registry::Registry::default();
+        reg.register(
+            "apiserver_request",
+            "Requests by verb, resource, user and code",
+            requests.clone(),
+        );
+        Shared {
+            store,
+            registry,
+            authn,
+            requests,
+            metrics: std::sync::Mutex::new(reg),
+            server_address,
+            max_watch_seconds,
+        }
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let mut rec = Recorded::default();
+    let resp = match dispatch(&s, &parts, body, &mut rec).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    s.requests
+        .get_or_create(&vec![
+            ("verb".into(), rec.verb),
+            ("resource".into(), rec.resource),
+            ("user".into(), rec.user),
+            ("code".into(), resp.status().as_u16().to_string()),
+        ])
+        .inc();
+    resp
+}
+
+#[derive(Default)]
+struct Recorded {
+    verb: String,
+    resource: String,
+    user: String,
+}
+
+pub fn json_response(code: u16, v: &Value) -> Response {
+    let mut r = Response::new(Body::from(v.to_string()));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    r
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.to_status())
+}
+
+/// Decoded query parameters (repeated keys keep the last value, as Go's Get does for ours).
+#[derive(Debug, Default)]
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Query {
+        let mut out = Vec::new();
+        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.push((pct_decode(k), pct_decode(v)));
+        }
+        Query(out)
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true") | Some("1"))
+    }
+    fn opt_bool(&self, k: &str) -> Option<bool> {
+        self.get(k).map(|v| v == "true" || v == "1")
+    }
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_BODY
+    {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY))
+}
+
+fn authenticate(s: &Shared, headers: &HeaderMap, rec: &mut Recorded) -> Result<UserInfo, ApiError> {
+    let u = s.authn.authenticate(headers)?;
+    rec.user = u.name.clone();
+    Ok(u)
+}
+
+fn check(user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+    match authorize(user, attrs) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(why) if !why.is_empty() => Err(ApiError::new(403, "Forbidden", why)),
+        _ => Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "User \"{}\" cannot {} resource \"{}\"",
+                user.name, attrs.verb, attrs.resource
+            ),
+        )),
+    }
+}
+
+async fn dispatch(
+    s: &Arc<Shared>,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    rec: &mut Recorded,
+) -> Result<Response, ApiError> {
+    let path = parts.uri.path().to_string();
+    let segs: Vec<&str> = path.split('/').filter(|x| !x.is_empty()).collect();
+    let q = Query::parse(parts.uri.query());
+    let accept = header_str(&parts.headers, "accept").to_string();
+    let get_only = |rec: &mut Recorded| -> Result<(), ApiError> {
+        rec.verb = "get".into();
+        if parts.method != Method::GET {
+            return Err(ApiError::method_not_allowed());
+        }
+        Ok(())
+    };
+    let non_resource = |user: &UserInfo| {
+        check(
+            user,
+            &Attributes {
+                verb: "get".into(),
+                path: path.clone(),
+                ..Default::default()
+            },
+        )
+    };
+    match segs.as_slice() {
+        ["healthz"] | ["livez"] | ["readyz"] => {
+            let mut r = Response::new(Body::from("ok"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Ok(r)
+        }
+        ["version"] => {
+            get_only(rec)?;
+            let u = authenticate(s, &parts.headers, rec)?;
+            non_resource(&u)?;
+            Ok(json_response(200, &discovery::version()))
+        }
+        ["metrics"] => {
+            get_only(rec)?;
+            let u = authenticate(s, &parts.headers, rec)?;
+            non_resource(&u)?;
+            let mut text = String::new();
+            {
+                let reg = match s.metrics.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                prometheus_client::encoding::text::encode(&mut text, &reg)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            }
+            let mut r = Response::new(Body::from(text));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(r)
+        }
+        ["api"] | ["apis"] => {
+            get_only(rec)?;
+            let u = authenticate(s, &parts.headers, rec)?;
+            non_resource(&u)?;
+            let core = segs[0] == "api";
+            if let Some(v) = discovery::aggregated_version(&accept) {
+                let mut r = json_response(200, &discovery::aggregated(&s.registry, core, v));
+                if let Ok(ct) = HeaderValue::from_str(&discovery::aggregated_content_type(v)) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                return Ok(r);
+            }
+            if core {
+                Ok(json_response(
+                    200,
+                    &discovery::api_versions(&s.server_address),
+                ))
+            } else {
+                Ok(json_response(200, &discovery::api_group_list(&s.registry)))
+            }
+        }
+        ["apis", g] => {
+            let doc = discovery::api_group(&s.registry, g).ok_or_else(ApiError::path_not_found)?;
+            get_only(rec)?;
+            let u = authenticate(s, &parts.headers, rec)?;
+            non_resource(&u)?;
+            Ok(json_response(200, &doc))
+        }
+        ["openapi", "v3"] => {
+            get_only(rec)?;
+            let u = authenticate(s, &parts.headers, rec)?;
+            non_resource(&u)?;
+            Ok(json_response(200, &openapi::index(&s.registry)))
+        }
+        ["openapi", "v3", rest @ ..] => {
+            let (g, v) =
+                openapi::parse_path(&rest.join("/")).ok_or_else(ApiError::path_not_found)?;
+            let doc =
+                openapi::document(&s.registry, &g, &v).ok_or_else(ApiError::path_not_found)?;
+            get_only(rec)?;
+            let u = authenticate(s, &parts.headers, rec)?;
+            non_resource(&u)?;
+            Ok(json_response(200, &doc))
+        }
+        ["api", v, rest @ ..] => resource(s, parts, body, rec, &q, "", v, rest).await,
+        ["apis", g, v, rest @ ..] => resource(s, parts, body, rec, &q, g, v, rest).await,
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+/// A resolved resource request.
+struct Target {
+    def: Arc<ResourceDef>,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+impl Target {
+    fn key(&self, name: &str) -> Key {
+        Key::new(
+            &self.def.storage,
+            self.namespace.as_deref().unwrap_or(""),
+            name,
+        )
+    }
+}
+
+fn resolve(reg: &Registry, group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+    let (namespace, rest) = if rest.len() >= 3
+        && rest[0] == "namespaces"
+        && reg
+            .find(group, version, rest[2])
+            .is_some_and(|d| d.namespaced)
+    {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    let plural = rest.first().ok_or_else(ApiError::path_not_found)?;
+    let def = reg
+        .find(group, version, plural)
+        .ok_or_else(ApiError::path_not_found)?;
+    if rest.len() > 3 || (!def.namespaced && namespace.is_some()) {
+        return Err(ApiError::path_not_found());
+    }
+    let sub = rest.get(2).map(|x| x.to_string());
+    if let Some(sb) = &sub
+        && def.subresource(sb).is_none()
+    {
+        return Err(ApiError::path_not_found());
+    }
+    Ok(Target {
+        def,
+        namespace,
+        name: rest.get(1).map(|x| x.to_string()),
+        sub,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource(
+    s: &Arc<Shared>,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    rec: &mut Recorded,
+    q: &Query,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Response, ApiError> {
+    if rest.is_empty() {
+        let doc = discovery::resource_list(&s.registry, group, version)
+            .ok_or_else(ApiError::path_not_found)?;
+        rec.verb = "get".into();
+        let u = authenticate(s, &parts.headers, rec)?;
+        check(
+            &u,
+            &Attributes {
+                verb: "get".into(),
+                path: parts.uri.path().to_string(),
+                ..Default::default()
+            },
+        )?;
+        return Ok(json_response(200, &doc));
+    }
+    let t = resolve(&s.registry, group, version, rest)?;
+    let m = &parts.method;
+    let verb = match (m.as_str(), t.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if q.flag("watch") => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    rec.verb = verb.into();
+    rec.resource = t.def.plural.clone();
+    let user = authenticate(s, &parts.headers, rec)?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &t.def.kind)?;
+    let attrs = Attributes {
+        verb: verb.into(),
+        resource_request: true,
+        group: t.def.group.clone(),
+        version: t.def.version.clone(),
+        resource: t.def.plural.clone(),
+        subresource: t.sub.clone().unwrap_or_default(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: t
+            .name
+            .clone()
+            .or_else(|| fields.pinned_name().map(str::to_string))
+            .unwrap_or_default(),
+        path: String::new(),
+    };
+    check(&user, &attrs)?;
+    let sub_ok = match (t.sub.as_deref(), verb) {
+        (None, v) => t.def.has_verb(v),
+        (Some(sb), v) => t.def.subresource(sb).is_some_and(|x| {
+            x.verbs
+                .iter()
+                .any(|y| y == v || (v == "create" && y == "create"))
+        }),
+    };
+    if !sub_ok {
+        return Err(ApiError::method_not_allowed());
+    }
+    if t.def.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
+        return Err(ApiError::path_not_found());
+    }
+    let accept = header_str(&parts.headers, "accept").to_string();
+    let dry_run = q.get("dryRun") == Some("All");
+    match verb {
+        "get" => get(s, &t, &accept),
+        "list" => list(s, &t, q, &fields, &accept),
+        "watch" => {
+            let p = WatchParams {
+                resource_version: q.get("resourceVersion").map(str::to_string),
+                resource_version_match: q
+                    .get("resourceVersionMatch")
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string),
+                send_initial_events: q.opt_bool("sendInitialEvents"),
+                allow_bookmarks: q.flag("allowWatchBookmarks"),
+                timeout_seconds: q.get("timeoutSeconds").and_then(|x| x.parse().ok()),
+                labels: LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?,
+                fields,
+            };
+            let scope = Scope {
+                def: t.def.clone(),
+                namespace: t.namespace.clone(),
+                render: render_fn(&t.def, &accept),
+            };
+            watch::serve(&s.store, scope, p, s.max_watch_seconds)
+        }
+        "create" => {
+            let bytes = read_body(&parts.headers, body).await?;
+            create(s, &t, q, &parts.headers, &bytes, dry_run, &user)
+        }
+        "update" => {
+            let bytes = read_body(&parts.headers, body).await?;
+            update(s, &t, &parts.headers, &bytes, dry_run)
+        }
+        "patch" => {
+            let bytes = read_body(&parts.headers, body).await?;
+            patch(s, &t, q, &parts.headers, &bytes, dry_run)
+        }
+        "delete" => {
+            let bytes = read_body(&parts.headers, body).await?;
+            delete(s, &t, q, &bytes)
+        }
+        "deletecollection" => {
+            let bytes = read_body(&parts.headers, body).await?;
+            delete_collection(s, &t, q, &fields, &bytes, &accept)
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// Stamp `kind` and `apiVersion` (stored objects may lack them; Events share storage).
+fn stamped(def: &ResourceDef, obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        let mut out = serde_json::Map::new();
+        out.insert("kind".into(), json!(def.kind));
+        out.insert("apiVersion".into(), json!(def.api_version()));
+        for (k, v) in m.iter() {
+            if k != "kind" && k != "apiVersion" {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        *m = out;
+    }
+    o
+}
+
+fn render_fn(def: &Arc<ResourceDef>, accept: &str) -> Render {
+    match table::rendering(accept) {
+        Rendering::Full => Arc::new(|v: &Value| v.clone()),
+        Rendering::Metadata => Arc::new(|v: &Value| {
+            if v.get("kind").and_then(Value::as_str) == Some("Status") {
+                v.clone()
+            } else {
+                table::partial_metadata(v)
+            }
+        }),
+        Rendering::Table => {
+            let def = def.clone();
+            let first = Arc::new(AtomicBool::new(true));
+            Arc::new(move |v: &Value| {
+                // Bookmarks carry only metadata; they stay objects.
+                if v.get("kind").and_then(Value::as_str) == Some("Status")
+                    || v.get("spec").is_none() && v.pointer("/metadata/name").is_none()
+                {
+                    return v.clone();
+                }
+                let cols = first.swap(false, Ordering::SeqCst);
+                table::table(&def, std::slice::from_ref(v), json!({}), cols)
+            })
+        }
+    }
+}
+
+fn respond_object(def: &ResourceDef, code: u16, obj: &Value, accept: &str) -> Response {
+    let o = stamped(def, obj);
+    match table::rendering(accept) {
+        Rendering::Full => json_response(code, &o),
+        Rendering::Metadata => json_response(code, &table::partial_metadata(&o)),
+        Rendering::Table => json_response(
+            code,
+            &table::table(
+                def,
+                &[o],
+                json!({"resourceVersion": resource_version(obj).unwrap_or_default()}),
+                true,
+            ),
+        ),
+    }
+}
+
+fn get(s: &Shared, t: &Target, accept: &str) -> Result<Response, ApiError> {
+    let name = t.name.as_deref().unwrap_or("");
+    let obj = s
+        .store
+        .get(&t.key(name))
+        .ok_or_else(|| ApiError::not_found(&t.def.group, &t.def.plural, name))?;
+    match t.sub.as_deref() {
+        Some("scale") => Ok(json_response(200, &scale_of(&t.def, &obj))),
+        Some("status") | None => Ok(respond_object(&t.def, 200, &obj, accept)),
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    start: String,
+}
+
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+fn list(
+    s: &Shared,
+    t: &Target,
+    q: &Query,
+    fields: &FieldSelector,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
+    let (items, now_rv) = s.store.list(&t.def.storage, t.namespace.as_deref());
+    let mut list_rv = now_rv;
+    let mut start_after: Option<String> = None;
+    if let Some(c) = q.get("continue").filter(|c| !c.is_empty()) {
+        let tok: ContinueToken = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("continue key is not valid: illegal base64 data")
+            })?;
+        if tok.rv < s.store.floor() {
+            return Err(ApiError::expired(CONTINUE_EXPIRED));
+        }
+        list_rv = tok.rv;
+        start_after = Some(tok.start);
+    }
+    let order = |o: &Value| format!("{}/{}", meta_str(o, "namespace"), meta_str(o, "name"));
+    let mut selected: Vec<Value> = items
+        .into_iter()
+        .filter(|o| labels.matches(o) && fields.matches(o))
+        .filter(|o| start_after.as_ref().is_none_or(|st| order(o) > *st))
+        .collect();
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let mut meta = serde_json::Map::new();
+    meta.insert("resourceVersion".into(), json!(list_rv.to_string()));
+    if limit > 0 && selected.len() > limit {
+        let remaining = selected.len() - limit;
+        selected.truncate(limit);
+        if let Some(last) = selected.last() {
+            let tok = ContinueToken {
+                rv: list_rv,
+                start: order(last),
+            };
+            let raw = serde_json::to_vec(&tok).map_err(|e| ApiError::internal(e.to_string()))?;
+            meta.insert(
+                "continue".into(),
+                json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)),
+            );
+            meta.insert("remainingItemCount".into(), json!(remaining));
+        }
+    }
+    let meta = Value::Object(meta);
+    let out = match table::rendering(accept) {
+        Rendering::Table => {
+            let stamped_items: Vec<Value> = selected.iter().map(|o| stamped(&t.def, o)).collect();
+            table::table(&t.def, &stamped_items, meta, true)
+        }
+        Rendering::Metadata => {
+            let stamped_items: Vec<Value> = selected.iter().map(|o| stamped(&t.def, o)).collect();
+            table::partial_metadata_list(meta, &stamped_items)
+        }
+        Rendering::Full => {
+            let items: Vec<Value> = selected
+                .iter()
+                .map(|o| {
+                    if t.def.is_custom() {
+                        stamped(&t.def, o)
+                    } else {
+                        // Built-in list items carry no kind/apiVersion, like kube-apiserver.
+                        let mut o = o.clone();
+                        if let Some(m) = o.as_object_mut() {
+                            m.remove("kind");
+                            m.remove("apiVersion");
+                        }
+                        o
+                    }
+                })
+                .collect();
+            json!({"kind": t.def.list_kind, "apiVersion": t.def.api_version(), "metadata": meta, "items": items})
+        }
+    };
+    Ok(json_response(200, &out))
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    header_str(headers, "content-type")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Decode a POST/PUT body (JSON or YAML) into an object.
+fn decode_object(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = match media_type(headers).as_str() {
+        "application/json" | "" => serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(bytes)?,
+        "application/yaml" => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| ApiError::bad_request("yaml: invalid UTF-8 in body"))?;
+            serde_saphyr::from_str(text).map_err(|e| {
+                ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
+            })?
+        }
+        other => {
+            return Err(ApiError::unsupported_media(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml{}",
+                if other.is_empty() {
+                    ""
+                } else {
+                    ", application/vnd.kubernetes.protobuf"
+                }
+            )));
+        }
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "couldn't get version/kind; json parse error: json: cannot unmarshal into Go value of type struct",
+        ));
+    }
+    Ok(v)
+}
+
+/// The body's apiVersion/kind must name the URL's resource.
+fn check_type(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            obj
+        )));
+    }
+    if kind != def.kind || (!api_version.is_empty() && api_version != def.api_version()) {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) or kind ({kind}) does not match the expected API version ({}) and kind ({})",
+            def.api_version(),
+            def.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Name/namespace of a body against the URL, defaulting the namespace.
+fn check_identity(t: &Target, obj: &mut Value, url_name: Option<&str>) -> Result<(), ApiError> {
+    let body_ns = meta_str(obj, "namespace").to_string();
+    if t.def.namespaced {
+        let url_ns = t.namespace.clone().unwrap_or_default();
+        if !body_ns.is_empty() && body_ns != url_ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        meta_mut(obj).insert("namespace".into(), json!(url_ns));
+    } else if !body_ns.is_empty() {
+        meta_mut(obj).remove("namespace");
+    }
+    if let Some(n) = url_name {
+        let body_name = meta_str(obj, "name").to_string();
+        if body_name.is_empty() {
+            meta_mut(obj).insert("name".into(), json!(n));
+        } else if body_name != n {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({n})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// NamespaceLifecycle admission for creates.
+fn admit_create(s: &Shared, t: &Target, name: &str) -> Result<(), ApiError> {
+    let Some(ns) = t.namespace.as_deref().filter(|_| t.def.namespaced) else {
+        return Ok(());
+    };
+    match s.store.get(&Key::new("/namespaces", "", ns)) {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(n) if lifecycle::is_deleting(&n) => {
+            let mut e = ApiError::forbidden(
+                &t.def.group,
+                &t.def.plural,
+                name,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            );
+            if let Some(d) = e.details.as_deref_mut().and_then(Value::as_object_mut) {
+                d.insert(
+                    "causes".into(),
+                    json!([{"reason":"NamespaceTerminating","message":format!("namespace {ns} is being terminated"),"field":"metadata.namespace"}]),
+                );
+            }
+            Err(e)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn generated_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut b = [0u8; 5];
+    random_bytes(&mut b);
+    let suffix: String = b
+        .iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// Validation, defaulting and storage of a new object. Shared by POST and create-by-apply.
+fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Result<Value, ApiError> {
+    let mut name = meta_str(&obj, "name").to_string();
+    if name.is_empty() {
+        let prefix = meta_str(&obj, "generateName").to_string();
+        if prefix.is_empty() {
+            return Err(ApiError::invalid(
+                &t.def.group,
+                &t.def.kind,
+                "",
+                vec![FieldError::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
+            ));
+        }
+        name = generated_name(&prefix);
+        meta_mut(&mut obj).insert("name".into(), json!(name));
+    }
+    lifecycle::validate_name(&t.def, &name)?;
+    lifecycle::validate_labels(&t.def, &obj)?;
+    admit_create(s, t, &name)?;
+    let is_crd = t.def.storage == "apiextensions.k8s.io/customresourcedefinitions";
+    if is_crd {
+        lifecycle::prepare_crd(&mut obj)?;
+    }
+    let status_after_prepare = obj.get("status").cloned();
+    lifecycle::prepare_create(&t.def, &mut obj);
+    if is_crd && let (Some(st), Some(o)) = (status_after_prepare, obj.as_object_mut()) {
+        o.insert("status".into(), st);
+    }
+    let obj = stamped(&t.def, &obj);
+    let key = t.key(&name);
+    let out = s.store.mutate(&key, dry_run, |old| match old {
+        Some(_) => Err(ApiError::already_exists(&t.def.group, &t.def.plural, &name)),
+        None => Ok(Change::Put(obj)),
+    })?;
+    if is_crd && out.changed {
+        s.registry
+            .set_custom(&name, lifecycle::crd_defs(&out.object));
+    }
+    Ok(out.object)
+}
+
+fn create(
+    s: &Shared,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    dry_run: bool,
+    user: &UserInfo,
+) -> Result<Response, ApiError> {
+    if t.sub.as_deref() == Some("token") {
+        return token_request(s, t, headers, bytes, dry_run);
+    }
+    if t.name.is_some() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let _ = q;
+    let mut obj = decode_object(headers, bytes)?;
+    check_type(&t.def, &obj)?;
+    if t.def.is_virtual() {
+        return Ok(json_response(201, &review(s, &t.def, obj, user)));
+    }
+    check_identity(t, &mut obj, None)?;
+    let out = create_object(s, t, obj, dry_run)?;
+    Ok(json_response(201, &stamped(&t.def, &out)))
+}
+
+/// Commit a new version of an existing object computed from the stored one.
+fn update_with<F>(
+    s: &Shared,
+    t: &Target,
+    name: &str,
+    dry_run: bool,
+    compute: F,
+) -> Result<Value, ApiError>
+where
+    F: FnOnce(&Value) -> Result<Value, ApiError>,
+{
+    let key = t.key(name);
+    let is_crd = t.def.storage == "apiextensions.k8s.io/customresourcedefinitions";
+    let out = s.store.mutate(&key, dry_run, |old| {
+        let Some(old) = old else {
+            return Err(ApiError::not_found(&t.def.group, &t.def.plural, name));
+        };
+        let mut new = compute(old)?;
+        if let Some(o) = new.as_object_mut() {
+            o.insert("kind".into(), json!(t.def.kind));
+            o.insert("apiVersion".into(), json!(t.def.api_version()));
+        }
+        let want_rv = meta_str(&new, "resourceVersion");
+        if !want_rv.is_empty() && want_rv != meta_str(old, "resourceVersion") {
+            return Err(ApiError::stale(&t.def.group, &t.def.plural, name));
+        }
+        lifecycle::validate_labels(&t.def, &new)?;
+        if is_crd && t.sub.is_none() {
+            lifecycle::prepare_crd(&mut new)?;
+        }
+        let change = lifecycle::prepare_update(&t.def, old, new, t.sub.as_deref())?;
+        Ok(match change {
+            Change::Put(mut v) => {
+                meta_mut(&mut v).insert(
+                    "resourceVersion".into(),
+                    json!(meta_str(old, "resourceVersion")),
+                );
+                Change::Put(v)
+            }
+            c => c,
+        })
+    })?;
+    if is_crd && out.changed {
+        if out.removed {
+            s.registry.set_custom(name, vec![]);
+        } else {
+            s.registry
+                .set_custom(name, lifecycle::crd_defs(&out.object));
+        }
+    }
+    Ok(out.object)
+}
+
+fn update(
+    s: &Shared,
+    t: &Target,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let mut obj = decode_object(headers, bytes)?;
+    if t.sub.as_deref() == Some("scale") {
+        let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        let out = update_with(
+            s,
+            &Target {
+                sub: None,
+                ..clone_target(t)
+            },
+            &name,
+            dry_run,
+            |old| {
+                let mut n = old.clone();
+                n["spec"]["replicas"] = replicas;
+                Ok(n)
+            },
+        )?;
+        return Ok(json_response(200, &scale_of(&t.def, &out)));
+    }
+    if t.sub.as_deref() == Some("finalize") {
+        // Namespace finalize: only spec.finalizers changes.
+        let fins = obj
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
+        let key = t.key(&name);
+        let def = t.def.clone();
+        let out = s.store.mutate(&key, dry_run, |old| {
+            let Some(old) = old else {
+                return Err(ApiError::not_found("", "namespaces", &name));
+            };
+            let mut n = old.clone();
+            n["spec"]["finalizers"] = fins;
+            let empty = n
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty());
+            if lifecycle::is_deleting(&n) && empty && n.pointer("/metadata/finalizers").is_none() {
+                return Ok(Change::Remove(n));
+            }
+            Ok(Change::Put(n))
+        })?;
+        return Ok(json_response(200, &stamped(&def, &out.object)));
+    }
+    check_type(&t.def, &obj)?;
+    check_identity(t, &mut obj, Some(&name))?;
+    if t.def.is_custom() && meta_str(&obj, "resourceVersion").is_empty() && t.sub.is_none() {
+        return Err(ApiError::invalid(
+            &t.def.group,
+            &t.def.kind,
+            &name,
+            vec![FieldError::invalid(
+                "metadata.resourceVersion",
+                "0x0",
+                "must be specified for an update",
+            )],
+        ));
+    }
+    let out = update_with(s, t, &name, dry_run, move |_| Ok(obj))?;
+    Ok(json_response(200, &stamped(&t.def, &out)))
+}
+
+fn clone_target(t: &Target) -> Target {
+    Target {
+        def: t.def.clone(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        sub: t.sub.clone(),
+    }
+}
+
+fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let _ = def;
+    json!({
+        "kind":"Scale","apiVersion":"autoscaling/v1",
+        "metadata":{
+            "name": meta_str(obj, "name"), "namespace": meta_str(obj, "namespace"),
+            "uid": meta_str(obj, "uid"), "resourceVersion": meta_str(obj, "resourceVersion"),
+            "creationTimestamp": meta_str(obj, "creationTimestamp")
+        },
+        "spec":{"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status":{"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector}
+    })
+}
+
+/// Placeholder for server-side apply: merge the applied configuration into the live object.
+/// replaced by ssa::apply
+fn apply_placeholder(live: &Value, applied: &Value) -> Value {
+    let mut out = live.clone();
+    deep_merge(&mut out, applied);
+    out
+}
+
+fn deep_merge(target: &mut Value, src: &Value) {
+    match (target, src) {
+        (Value::Object(t), Value::Object(s)) => {
+            for (k, v) in s {
+                match t.get_mut(k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (t, s) => *t = s.clone(),
+    }
+}
+
+fn patch(
+    s: &Shared,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let ct = media_type(headers);
+    let is_apply = ct == "application/apply-patch+yaml";
+    if q.flag("force") && !is_apply {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions.meta.k8s.io",
+            "",
+            vec![FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
+        ));
+    }
+    let parse_json = |b: &[u8]| -> Result<Value, ApiError> {
+        serde_json::from_slice(b)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    };
+    let patch_body: Value = match ct.as_str() {
+        "application/apply-patch+yaml" => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| ApiError::bad_request("yaml: invalid UTF-8 in apply patch"))?;
+            let v: Value = serde_saphyr::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request(
+                    "error decoding YAML: apply patch must be an object",
+                ));
+            }
+            v
+        }
+        "application/merge-patch+json" => parse_json(bytes)?,
+        "application/json-patch+json" => parse_json(bytes)?,
+        "application/strategic-merge-patch+json" => {
+            if t.def.is_custom() {
+                return Err(ApiError::unsupported_media(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
+            parse_json(bytes)?
+        }
+        _ => {
+            return Err(ApiError::unsupported_media(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
+                if t.def.is_custom() {
+                    ""
+                } else {
+                    ", application/strategic-merge-patch+json"
+                }
+            )));
+        }
+    };
+    if t.sub.as_deref() == Some("scale") {
+        return Err(ApiError::unsupported_media(
+            "patching the scale subresource is not supported here",
+        ));
+    }
+    if is_apply {
+        let manager = q.get("fieldManager").unwrap_or("");
+        if manager.is_empty() {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions.meta.k8s.io",
+                "",
+                vec![FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
+            ));
+        }
+        let av = patch_body
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if av != t.def.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "Incorrect version specified in apply patch. Specified patch version: {av}, expected: {}",
+                t.def.api_version()
+            )));
+        }
+        let kind = patch_body.get("kind").and_then(Value::as_str).unwrap_or("");
+        if kind != t.def.kind {
+            return Err(ApiError::bad_request(format!(
+                "Incorrect kind specified in apply patch. Specified patch kind: {kind}, expected: {}",
+                t.def.kind
+            )));
+        }
+        if patch_body.pointer("/metadata/managedFields").is_some() {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        let mut applied = patch_body.clone();
+        check_identity(t, &mut applied, Some(&name))?;
+        if t.sub.is_none() && s.store.get(&t.key(&name)).is_none() {
+            if !meta_str(&applied, "uid").is_empty() {
+                return Err(ApiError::conflict(
+                    &t.def.group,
+                    &t.def.plural,
+                    &name,
+                    "uid mismatch",
+                ));
+            }
+            let out = create_object(s, t, applied, dry_run)?;
+            return Ok(json_response(201, &stamped(&t.def, &out)));
+        }
+        let out = update_with(s, t, &name, dry_run, |old| {
+            Ok(apply_placeholder(old, &applied))
+        })?;
+        return Ok(json_response(200, &stamped(&t.def, &out)));
+    }
+    let out = update_with(s, t, &name, dry_run, |old| {
+        let mut new = match ct.as_str() {
+            "application/json-patch+json" => jsonpatch::json_patch(old, &patch_body)?,
+            _ => {
+                if !patch_body.is_object() {
+                    return Err(ApiError::bad_request(
+                        "error decoding patch: patch must be an object",
+                    ));
+                }
+                // replaced by patch::strategic for strategic-merge-patch
+                let mut n = old.clone();
+                jsonpatch::merge_patch(&mut n, &patch_body);
+                n
+            }
+        };
+        // The RV is a precondition only when the patch itself sets it.
+        let patched_rv = patch_rv(&ct, &patch_body);
+        let m = meta_mut(&mut new);
+        match patched_rv {
+            Some(rv) => {
+                m.insert("resourceVersion".into(), json!(rv));
+            }
+            None => {
+                m.remove("resourceVersion");
+            }
+        }
+        if meta_str(&new, "name") != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta_str(&new, "name")
+            )));
+        }
+        Ok(new)
+    })?;
+    Ok(json_response(200, &stamped(&t.def, &out)))
+}
+
+fn patch_rv(ct: &str, patch: &Value) -> Option<String> {
+    if ct == "application/json-patch+json" {
+        patch.as_array()?.iter().find_map(|op| {
+            (op.get("path")?.as_str()? == "/metadata/resourceVersion")
+                .then(|| op.get("value")?.as_str().map(str::to_string))?
+        })
+    } else {
+        patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+}
+
+fn delete_options(q: &Query, bytes: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut o = DeleteOptions::default();
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?;
+        o.propagation = v
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.dry_run = v
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
+        o.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.precondition_rv = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if v.get("orphanDependents") == Some(&json!(true)) && o.propagation.is_none() {
+            o.propagation = Some("Orphan".into());
+        }
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        o.propagation = Some(p.to_string());
+    }
+    if q.get("dryRun") == Some("All") {
+        o.dry_run = true;
+    }
+    if q.get("orphanDependents") == Some("true") && o.propagation.is_none() {
+        o.propagation = Some("Orphan".into());
+    }
+    if let Some(p) = &o.propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions.meta.k8s.io",
+            "",
+            vec![FieldError {
+                reason: "FieldValueNotSupported",
+                field: "propagationPolicy".into(),
+                message: format!(
+                    "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                ),
+            }],
+        ));
+    }
+    Ok(o)
+}
+
+fn delete(s: &Shared, t: &Target, q: &Query, bytes: &[u8]) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let opts = delete_options(q, bytes)?;
+    let out = lifecycle::delete(&s.store, &s.registry, &t.def, &t.key(&name), &opts)?;
+    if out.removed && !t.def.returns_deleted_object {
+        return Ok(json_response(
+            200,
+            &status::delete_success(
+                &t.def.group,
+                &t.def.plural,
+                &name,
+                meta_str(&out.object, "uid"),
+            ),
+        ));
+    }
+    Ok(json_response(200, &stamped(&t.def, &out.object)))
+}
+
+fn delete_collection(
+    s: &Shared,
+    t: &Target,
+    q: &Query,
+    fields: &FieldSelector,
+    bytes: &[u8],
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let _ = accept;
+    let opts = delete_options(q, bytes)?;
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?;
+    let (items, _) = s.store.list(&t.def.storage, t.namespace.as_deref());
+    let mut deleted = Vec::new();
+    for o in items
+        .iter()
+        .filter(|o| labels.matches(o) && fields.matches(o))
+    {
+        let key = Key::new(
+            &t.def.storage,
+            meta_str(o, "namespace"),
+            meta_str(o, "name"),
+        );
+        match lifecycle::delete(&s.store, &s.registry, &t.def, &key, &opts) {
+            Ok(out) => deleted.push(stamped(&t.def, &out.object)),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": t.def.list_kind, "apiVersion": t.def.api_version(),
+            "metadata": {"resourceVersion": s.store.current_rv().to_string()}, "items": deleted}),
+    ))
+}
+
+/// Review kinds: answered from the request, never stored.
+fn review(s: &Shared, def: &ResourceDef, mut obj: Value, user: &UserInfo) -> Value {
+    let user_json = |u: &UserInfo| json!({"username": u.name, "uid": u.uid, "groups": u.groups});
+    let status = match def.kind.as_str() {
+        "TokenReview" => {
+            let token = obj
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match s.authn.lookup(token) {
+                Some(mut u) => {
+                    if !u.groups.iter().any(|g| g == "system:authenticated") {
+                        u.groups.push("system:authenticated".into());
+                    }
+                    json!({"authenticated": true, "user": user_json(&u),
+                        "audiences": obj.pointer("/spec/audiences").cloned().unwrap_or(json!([]))})
+                }
+                None => json!({"user": {}, "error": "invalid bearer token"}),
+            }
+        }
+        "SelfSubjectReview" => json!({"userInfo": user_json(user)}),
+        "SelfSubjectRulesReview" => json!({
+            "resourceRules":[{"verbs":["*"],"apiGroups":["*"],"resources":["*"]}],
+            "nonResourceRules":[{"verbs":["*"],"nonResourceURLs":["*"]}],
+            "incomplete": false
+        }),
+        _ => {
+            let ra = obj
+                .pointer("/spec/resourceAttributes")
+                .cloned()
+                .unwrap_or(json!({}));
+            let f = |k: &str| ra.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let subject = if def.kind == "SelfSubjectAccessReview" {
+                user.clone()
+            } else {
+                UserInfo {
+                    name: obj
+                        .pointer("/spec/user")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    groups: obj
+                        .pointer("/spec/groups")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|g| g.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    ..Default::default()
+                }
+            };
+            let attrs = Attributes {
+                verb: f("verb"),
+                resource_request: obj.pointer("/spec/resourceAttributes").is_some(),
+                group: f("group"),
+                version: f("version"),
+                resource: f("resource"),
+                subresource: f("subresource"),
+                namespace: f("namespace"),
+                name: f("name"),
+                path: obj
+                    .pointer("/spec/nonResourceAttributes/path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
+            };
+            match authorize(&subject, &attrs) {
+                Decision::Allow => json!({"allowed": true}),
+                Decision::Deny(r) => json!({"allowed": false, "denied": true, "reason": r}),
+                Decision::NoOpinion => json!({"allowed": false}),
+            }
+        }
+    };
+    if let Some(o) = obj.as_object_mut() {
+        o.insert("status".into(), status);
+        o.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("creationTimestamp".into(), Value::Null);
+        }
+    }
+    stamped(def, &obj)
+}
+
+/// `POST serviceaccounts/<name>/token`: mint a bearer token for the service account.
+fn token_request(
+    s: &Shared,
+    t: &Target,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let name = t.name.clone().unwrap_or_default();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let sa = s
+        .store
+        .get(&t.key(&name))
+        .ok_or_else(|| ApiError::not_found("", "serviceaccounts", &name))?;
+    let mut req = decode_object(headers, bytes)?;
+    let seconds = req
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600)
+        .max(600);
+    let mut raw = [0u8; 32];
+    random_bytes(&mut raw);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    if !dry_run {
+        s.authn.add_token(
+            &token,
+            UserInfo {
+                name: format!("system:serviceaccount:{ns}:{name}"),
+                uid: meta_str(&sa, "uid").to_string(),
+                groups: vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{ns}"),
+                ],
+                extra: Default::default(),
+            },
+        );
+    }
+    let expires = crate::store::format_rfc3339(crate::store::unix_seconds() + seconds);
+    if let Some(o) = req.as_object_mut() {
+        o.insert("kind".into(), json!("TokenRequest"));
+        o.insert("apiVersion".into(), json!("authentication.k8s.io/v1"));
+        let m = o.entry("metadata").or_insert_with(|| json!({}));
+        m["name"] = json!(name);
+        m["namespace"] = json!(ns);
+        m["creationTimestamp"] = Value::Null;
+        o.insert(
+            "status".into(),
+            json!({"token": token, "expirationTimestamp": expires}),
+        );
+        if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("expirationSeconds".into(), json!(seconds));
+        }
+    }
+    Ok(json_response(201, &req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb&limit=500&&fieldSelector=metadata.name%3Dx+y&watch=1",
+        ));
+        assert_eq!(q.get("labelSelector"), Some("app=web"));
+        assert_eq!(q.get("fieldSelector"), Some("metadata.name=x y"));
+        assert!(q.flag("watch"));
+        assert_eq!(pct_decode("%zz%2"), "%zz%2");
+    }
+
+    #[test]
+    fn resolve_paths() {
+        let r = Registry::new();
+        let t = resolve(&r, "", "v1", &["namespaces", "a", "configmaps", "b"]).ok();
+        assert!(
+            t.as_ref().is_some_and(
+                |t| t.namespace.as_deref() == Some("a") && t.name.as_deref() == Some("b")
+            )
+        );
+        let ns = resolve(&r, "", "v1", &["namespaces", "a", "status"]).ok();
+        assert!(
+            ns.is_some_and(|t| t.def.plural == "namespaces" && t.sub.as_deref() == Some("status"))
+        );
+        assert!(resolve(&r, "", "v1", &["widgets"]).is_err());
+        assert!(resolve(&r, "", "v1", &["namespaces", "a", "nodes", "x"]).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! The real kubectl against the emulator.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const MANIFEST: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cm1
+  namespace: team-a
+  labels:
+    app: demo
+data:
+  a: "1"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: team-a
+  labels:
+    app: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_version_and_api_resources() {
+    let env = common::start().await;
+    let v: Value =
+        serde_json::from_str(&env.kubectl_ok(&["version", "-o", "json"]).await).expect("json");
+    assert_eq!(v["serverVersion"]["major"], "1");
+    assert_eq!(v["serverVersion"]["minor"], "37");
+    let out = env.kubectl_ok(&["api-resources"]).await;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("deployments "))
+        .unwrap_or("");
+    assert!(
+        line.contains("deploy") && line.contains("apps/v1") && line.contains("Deployment"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("configmaps ") && l.contains(" cm ")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("customresourcedefinitions ")),
+        "{out}"
+    );
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_get_and_selectors() {
+    let env = common::start().await;
+    env.kubectl_ok(&["create", "ns", "team-a"]).await;
+    let f = env.write("app.yaml", MANIFEST);
+    let out = env.kubectl_ok(&["apply", "--server-side", "-f", &f]).await;
+    assert!(out.contains("configmap/cm1 serverside-applied"), "{out}");
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+
+    let cm: Value = serde_json::from_str(
+        &env.kubectl_ok(&["get", "cm", "cm1", "-n", "team-a", "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    let rv1 = cm["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(cm["data"]["a"], "1");
+    assert!(
+        cm["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+
+    // Re-applying the same manifest changes nothing, not even the resourceVersion.
+    env.kubectl_ok(&["apply", "--server-side", "-f", &f]).await;
+    let again: Value = serde_json::from_str(
+        &env.kubectl_ok(&["get", "cm", "cm1", "-n", "team-a", "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(again["metadata"]["resourceVersion"], rv1.as_str());
+
+    // An update through apply.
+    let f2 = env.write(
+        "app2.yaml",
+        &MANIFEST
+            .replace("a: \"1\"", "a: \"2\"")
+            .replace("replicas: 1", "replicas: 3"),
+    );
+    env.kubectl_ok(&["apply", "--server-side", "-f", &f2]).await;
+    let dep: Value = serde_json::from_str(
+        &env.kubectl_ok(&["get", "deploy", "web", "-n", "team-a", "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(dep["spec"]["replicas"], 3);
+    assert_eq!(dep["metadata"]["generation"], 2);
+
+    let yaml = env
+        .kubectl_ok(&["get", "cm", "-n", "team-a", "-l", "app=demo", "-o", "yaml"])
+        .await;
+    assert!(
+        yaml.contains("name: cm1") && yaml.contains("a: \"2\""),
+        "{yaml}"
+    );
+    let none = env
+        .kubectl_ok(&["get", "cm", "-n", "team-a", "-l", "app=other", "-o", "json"])
+        .await;
+    let none: Value = serde_json::from_str(&none).expect("json");
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+    let all = env
+        .kubectl_ok(&["get", "deployments", "-A", "-l", "app=web"])
+        .await;
+    assert!(all.contains("team-a") && all.contains("web"), "{all}");
+
+    let missing = env.kubectl(&["get", "cm", "nope", "-n", "team-a"]).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("Error from server (NotFound): configmaps \"nope\" not found")
+    );
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_waits_for_finalizers() {
+    let env = common::start().await;
+    let f = env.write(
+        "fin.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fin\n  namespace: default\n  finalizers: [example.com/hold]\n",
+    );
+    env.kubectl_ok(&["create", "-f", &f]).await;
+    let mut del = env
+        .kubectl_cmd(&["delete", "cm", "fin", "--timeout=60s"])
+        .spawn()
+        .expect("spawn");
+    // Wait until the delete has marked the object, then release the finalizer.
+    let mut marked = false;
+    for _ in 0..100 {
+        let out = env
+            .kubectl_ok(&[
+                "get",
+                "cm",
+                "fin",
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp}",
+            ])
+            .await;
+        if !out.trim().is_empty() {
+            marked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(marked, "delete never marked the object");
+    assert!(
+        del.try_wait().expect("status").is_none(),
+        "delete returned while a finalizer remained"
+    );
+    env.kubectl_ok(&[
+        "patch",
+        "cm",
+        "fin",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await;
+    let status = del.wait().await.expect("delete finishes");
+    assert!(status.success());
+    let gone = env.kubectl(&["get", "cm", "fin"]).await;
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"));
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_sees_new_objects() {
+    let env = common::start().await;
+    let mut w = env
+        .kubectl_cmd(&["get", "cm", "--watch", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = w.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    env.kubectl_ok(&["create", "cm", "watched", "--from-literal=k=v"])
+        .await;
+    let mut seen = false;
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+    {
+        if l.contains("configmap/watched") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "watch did not report the new ConfigMap");
+    w.kill().await.ok();
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_errors_match_apiserver() {
+    let env = common::start().await;
+    let bad = env.write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
+    );
+    let out = env.kubectl(&["create", "-f", &bad]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ConfigMap \"Bad_Name\" is invalid")
+            && err.contains("a lowercase RFC 1123 subdomain"),
+        "{err}"
+    );
+    let out = env
+        .kubectl(&["create", "cm", "x", "-n", "missing-ns"])
+        .await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("namespaces \"missing-ns\" not found"));
+    let out = env.kubectl(&["get", "widgets"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the server doesn't have a resource type \"widgets\"")
+    );
+    env.cluster.shutdown().await;
+}
+
+const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wg]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Color, type: string, jsonPath: .spec.color}
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_crd_serves_its_kind_with_printer_columns() {
+    let env = common::start().await;
+    let f = env.write("crd.yaml", CRD);
+    env.kubectl_ok(&["apply", "--server-side", "-f", &f]).await;
+    let w = env.write(
+        "w.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec:\n  color: blue\n",
+    );
+    env.kubectl_ok(&["apply", "--server-side", "-f", &w]).await;
+    let table = env.kubectl_ok(&["get", "wg"]).await;
+    let header = table.lines().next().unwrap_or("");
+    assert!(
+        header.contains("NAME") && header.contains("COLOR") && header.contains("AGE"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("w1") && l.contains("blue")),
+        "{table}"
+    );
+    let obj: Value =
+        serde_json::from_str(&env.kubectl_ok(&["get", "widget", "w1", "-o", "json"]).await)
+            .expect("json");
+    assert_eq!(obj["metadata"]["generation"], 1);
+    // Deleting the CRD removes its objects and the type.
+    env.kubectl_ok(&["delete", "crd", "widgets.example.com"])
+        .await;
+    let out = env.kubectl(&["get", "widgets.example.com"]).await;
+    assert!(!out.status.success());
+    env.cluster.shutdown().await;
+}
