@@ -8,21 +8,19 @@
 //! values that open.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use lockstep::crypto::age_keys::Identities;
 use lockstep::sealed::{self, envelope};
 
 const KEY: &str = include_str!("../seeds/sealed-key.txt");
 
-fn identities() -> &'static Identities {
-    static IDS: OnceLock<Identities> = OnceLock::new();
-    IDS.get_or_init(|| {
+// Built once (libFuzzer runs the target on one thread).
+thread_local! {
+    static IDS: Identities = {
         let mut ids = Identities::default();
         ids.add_key_file_text(KEY, "sealed-key").expect("sealed-key.txt");
         ids
-    })
+    };
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -36,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     for (i, doc) in sealed::expand_lists(docs).iter().enumerate() {
         let position = format!("document {}", i + 1);
         if let Ok(s) = sealed::sealed_from_node(doc, &position) {
-            let _ = sealed::unseal(&s, identities());
+            let _ = IDS.with(|ids| sealed::unseal(&s, ids));
             // A parsed SealedSecret must survive emit + parse unchanged.
             let text = sealed::emit_documents(&[s.to_node()]);
             let again = sealed::load_documents(text.as_bytes()).expect("emitted YAML parses");
