@@ -5,5 +5,6 @@
 
 pub mod crypto;
 pub mod manifest;
+pub mod policy;
 pub mod sealed;
 pub mod sops;
