@@ -648,3 +648,44 @@ mod tests {
         assert!(Policy::from_node(&docs[0], Path::new("p.yaml")).is_err());
     }
 }
+
+#[cfg(test)]
+mod shipped_policies {
+    use super::*;
+
+    /// The example policies shipped in `policies/` parse and mean what their comments say.
+    #[test]
+    fn baseline_policies_load_and_behave() {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+        let set = PolicySet::load(&[dir.join("tenant-baseline.yaml")]).unwrap();
+        assert_eq!(set.policies.len(), 1);
+        let s = |api: &'static str, kind: &'static str, ns: Option<&'static str>| Subject {
+            api_version: api,
+            kind,
+            name: "x",
+            namespace: ns,
+            file: Path::new("apps/x.yaml"),
+            sealed_scope: None,
+            vault_paths: vec![],
+        };
+        assert!(
+            set.check(&s("apps/v1", "Deployment", Some("team-a")))
+                .is_empty()
+        );
+        assert!(set.check(&s("v1", "ConfigMap", Some("team-a"))).is_empty());
+        assert!(!set.check(&s("v1", "ConfigMap", Some("default"))).is_empty());
+        assert!(!set.check(&s("v1", "Pod", Some("team-a"))).is_empty());
+        assert!(!set.check(&s("v1", "Namespace", None)).is_empty());
+        assert!(
+            !set.check(&s(
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+                Some("team-a")
+            ))
+            .is_empty()
+        );
+        let all = PolicySet::load(&[dir]).unwrap();
+        assert_eq!(all.policies.len(), 2);
+        assert_eq!(all.required_signers(), None);
+    }
+}
