@@ -6,5 +6,6 @@
 pub mod crypto;
 pub mod manifest;
 pub mod policy;
+pub mod render;
 pub mod sealed;
 pub mod sops;

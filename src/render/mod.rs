@@ -1,0 +1,630 @@
+//! From a checkout to a desired set of objects: load every manifest under an app's
+//! path, decrypt SOPS documents, unseal SealedSecrets (checking their scope against the
+//! namespace they will land in), leave a place for Vault references, and default
+//! namespaces. Any error stops the whole render: no partial result leaves this module.
+
+use std::path::{Path, PathBuf};
+
+use crate::crypto::age_keys::Identities;
+use crate::sealed::{self, Scope};
+use crate::sops::tree::{MapItem, Node, Scalar};
+use crate::sops::{self, DecryptOptions, Format};
+
+/// Bounds on untrusted input.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_objects: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 5 * 1024 * 1024,
+            max_objects: 10_000,
+        }
+    }
+}
+
+/// Resolves `ref+vault://` references (the Vault stage plugs in here).
+pub trait VaultResolver {
+    /// Returns the value at `path#key`.
+    fn resolve(&self, path: &str, key: &str) -> Result<sealed::SecretValue, String>;
+}
+
+/// The resolver used when no Vault is configured: every reference is an error.
+pub struct NoVault;
+
+impl VaultResolver for NoVault {
+    fn resolve(&self, path: &str, _key: &str) -> Result<sealed::SecretValue, String> {
+        Err(format!(
+            "Vault reference to {path:?} but no Vault is configured for this application"
+        ))
+    }
+}
+
+/// What a render needs.
+pub struct RenderOptions<'a> {
+    /// Identities for SOPS documents (the app's decryption keys).
+    pub sops_identities: &'a Identities,
+    /// The cluster's sealing identities, for SealedSecrets.
+    pub sealing_identities: &'a Identities,
+    /// Where namespaced objects without a namespace land.
+    pub destination_namespace: Option<&'a str>,
+    pub vault: &'a dyn VaultResolver,
+    pub limits: Limits,
+}
+
+/// Where an object came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Path relative to the rendered directory.
+    pub file: PathBuf,
+    /// 1-based document index in the file.
+    pub document: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (document {})", self.file.display(), self.document)
+    }
+}
+
+/// One object ready for apply.
+#[derive(Debug, Clone)]
+pub struct RenderedObject {
+    pub doc: Node,
+    pub origin: Origin,
+    /// For Secrets made from a SealedSecret: its scope.
+    pub sealed_scope: Option<Scope>,
+    /// Vault paths its references read.
+    pub vault_paths: Vec<String>,
+    /// True when the object holds secret values (a Secret from SOPS, sealed or Vault).
+    pub holds_secrets: bool,
+}
+
+impl RenderedObject {
+    pub fn api_version(&self) -> &str {
+        self.doc
+            .get("apiVersion")
+            .and_then(Node::as_str)
+            .unwrap_or("")
+    }
+    pub fn kind(&self) -> &str {
+        self.doc.get("kind").and_then(Node::as_str).unwrap_or("")
+    }
+    pub fn name(&self) -> &str {
+        self.doc
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Node::as_str)
+            .unwrap_or("")
+    }
+    pub fn namespace(&self) -> Option<&str> {
+        self.doc
+            .get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(Node::as_str)
+    }
+    /// The policy's view of this object.
+    pub fn subject(&self) -> crate::policy::Subject<'_> {
+        crate::policy::Subject {
+            api_version: self.api_version(),
+            kind: self.kind(),
+            name: self.name(),
+            namespace: self.namespace(),
+            file: &self.origin.file,
+            sealed_scope: self.sealed_scope,
+            vault_paths: self.vault_paths.clone(),
+        }
+    }
+}
+
+/// A render failure, naming the file, the object and the key path where they apply.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}{}: {message}", file.display(), object.as_ref().map(|o| format!(": {o}")).unwrap_or_default(), key.as_ref().map(|k| format!(": {k}")).unwrap_or_default())]
+pub struct RenderError {
+    pub file: PathBuf,
+    pub object: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+fn err(file: &Path, message: impl Into<String>) -> RenderError {
+    RenderError {
+        file: file.to_path_buf(),
+        object: None,
+        key: None,
+        message: message.into(),
+    }
+}
+
+/// The manifest files under `root`, sorted, refusing anything that leaves it.
+pub fn manifest_files(root: &Path, limits: Limits) -> Result<Vec<PathBuf>, RenderError> {
+    let canon_root = root.canonicalize().map_err(|e| err(root, e.to_string()))?;
+    let mut files = Vec::new();
+    walk(root, &canon_root, &mut files, limits)?;
+    files.sort();
+    Ok(files)
+}
+
+fn walk(
+    dir: &Path,
+    root: &Path,
+    out: &mut Vec<PathBuf>,
+    limits: Limits,
+) -> Result<(), RenderError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(dir, e.to_string()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // Resolve links and refuse anything that points outside the checkout.
+        let real = path
+            .canonicalize()
+            .map_err(|e| err(&path, format!("cannot resolve: {e}")))?;
+        if !real.starts_with(root) {
+            return Err(err(
+                &path,
+                "is a link that leaves the checkout; refusing to read it",
+            ));
+        }
+        let meta = std::fs::metadata(&real).map_err(|e| err(&path, e.to_string()))?;
+        if meta.is_dir() {
+            walk(&path, root, out, limits)?;
+        } else if meta.is_file() && crate::manifest::is_manifest_file(&path) {
+            if meta.len() > limits.max_file_bytes {
+                return Err(err(
+                    &path,
+                    format!(
+                        "is {} bytes, over the {} byte limit",
+                        meta.len(),
+                        limits.max_file_bytes
+                    ),
+                ));
+            }
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Renders every manifest under `root`.
+pub fn render_dir(
+    root: &Path,
+    opts: &RenderOptions<'_>,
+) -> Result<Vec<RenderedObject>, RenderError> {
+    let mut out = Vec::new();
+    for file in manifest_files(root, opts.limits)? {
+        let rel = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
+        let bytes = std::fs::read(&file).map_err(|e| err(&rel, e.to_string()))?;
+        render_file(&rel, &bytes, opts, &mut out)?;
+        if out.len() > opts.limits.max_objects {
+            return Err(err(
+                &rel,
+                format!(
+                    "the application renders more than {} objects",
+                    opts.limits.max_objects
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn is_empty_doc(doc: &Node) -> bool {
+    match doc {
+        Node::Map(items) => items.iter().all(|i| matches!(i, MapItem::Comment(_))),
+        Node::Scalar(Scalar::Null) => true,
+        _ => false,
+    }
+}
+
+/// Renders one file's documents into `out`.
+pub fn render_file(
+    rel: &Path,
+    bytes: &[u8],
+    opts: &RenderOptions<'_>,
+    out: &mut Vec<RenderedObject>,
+) -> Result<(), RenderError> {
+    let format = if Format::for_path(rel) == Format::Json {
+        Format::Json
+    } else {
+        Format::Yaml
+    };
+    // A SOPS file: decrypt it whole (one data key and MAC for all its documents).
+    let (docs, from_sops) = match sops::load_encrypted(bytes, format) {
+        Ok(_) => {
+            let f = sops::decrypt(
+                bytes,
+                format,
+                opts.sops_identities,
+                &[],
+                DecryptOptions::default(),
+            )
+            .map_err(|e| err(rel, e.to_string()))?;
+            (f.docs, true)
+        }
+        Err(_) => (
+            sealed::load_documents(bytes).map_err(|e| err(rel, e))?,
+            false,
+        ),
+    };
+    let docs = sealed::expand_lists(docs);
+    for (i, doc) in docs.into_iter().enumerate() {
+        if is_empty_doc(&doc) {
+            continue;
+        }
+        let origin = Origin {
+            file: rel.to_path_buf(),
+            document: i + 1,
+        };
+        let obj = render_doc(doc, origin, from_sops, opts)?;
+        out.push(obj);
+    }
+    Ok(())
+}
+
+fn set_namespace(doc: &mut Node, ns: &str) {
+    let Some(items) = doc.as_map_mut() else {
+        return;
+    };
+    for item in items.iter_mut() {
+        if let MapItem::Entry(k, Node::Map(meta)) = item
+            && k == "metadata"
+        {
+            if !meta
+                .iter()
+                .any(|m| matches!(m, MapItem::Entry(k, _) if k == "namespace"))
+            {
+                meta.push(MapItem::Entry("namespace".into(), Node::str(ns)));
+            }
+            return;
+        }
+    }
+}
+
+fn render_doc(
+    mut doc: Node,
+    origin: Origin,
+    from_sops: bool,
+    opts: &RenderOptions<'_>,
+) -> Result<RenderedObject, RenderError> {
+    let position = format!("document {}", origin.document);
+    let kind = doc
+        .get("kind")
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let api = doc
+        .get("apiVersion")
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if kind.is_empty() || api.is_empty() {
+        return Err(RenderError {
+            file: origin.file,
+            object: Some(position),
+            key: None,
+            message: "not a Kubernetes object (apiVersion and kind are required)".into(),
+        });
+    }
+    let cluster_scoped = crate::policy::Subject {
+        api_version: &api,
+        kind: &kind,
+        name: "",
+        namespace: doc
+            .get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(Node::as_str),
+        file: &origin.file,
+        sealed_scope: None,
+        vault_paths: vec![],
+    }
+    .is_cluster_scoped();
+    if let (false, Some(ns)) = (cluster_scoped, opts.destination_namespace) {
+        set_namespace(&mut doc, ns);
+    }
+    if sealed::is_sealed_secret(&doc) {
+        let s = sealed::sealed_from_node(&doc, &position).map_err(|e| RenderError {
+            file: origin.file.clone(),
+            object: Some(e.object.clone()),
+            key: e.key.as_ref().map(|k| format!("key {k:?}")),
+            message: e.cause.clone(),
+        })?;
+        let plain = sealed::unseal(&s, opts.sealing_identities).map_err(|e| RenderError {
+            file: origin.file.clone(),
+            object: Some(e.object.clone()),
+            key: e.key.as_ref().map(|k| format!("key {k:?}")),
+            message: e.cause.clone(),
+        })?;
+        return Ok(RenderedObject {
+            doc: plain.to_node(),
+            origin,
+            sealed_scope: Some(s.scope),
+            vault_paths: vec![],
+            holds_secrets: true,
+        });
+    }
+    let mut vault_paths = Vec::new();
+    if kind == "Secret" && api == "v1" {
+        resolve_vault_refs(&mut doc, &origin, opts.vault, &mut vault_paths)?;
+    }
+    let holds_secrets = kind == "Secret" && (from_sops || !vault_paths.is_empty());
+    Ok(RenderedObject {
+        doc,
+        origin,
+        sealed_scope: None,
+        vault_paths,
+        holds_secrets,
+    })
+}
+
+/// Parses `ref+vault://PATH#KEY` (vals syntax).
+pub fn parse_vault_ref(s: &str) -> Option<(&str, &str)> {
+    let rest = s.strip_prefix("ref+vault://")?;
+    let (path, key) = rest.split_once('#')?;
+    (!path.is_empty() && !key.is_empty()).then_some((path, key))
+}
+
+fn resolve_vault_refs(
+    doc: &mut Node,
+    origin: &Origin,
+    vault: &dyn VaultResolver,
+    paths: &mut Vec<String>,
+) -> Result<(), RenderError> {
+    use base64::Engine;
+    let Some(items) = doc.as_map_mut() else {
+        return Ok(());
+    };
+    for item in items.iter_mut() {
+        let MapItem::Entry(field, Node::Map(values)) = item else {
+            continue;
+        };
+        let is_data = field == "data";
+        if !is_data && field != "stringData" {
+            continue;
+        }
+        for v in values.iter_mut() {
+            let MapItem::Entry(key, Node::Scalar(Scalar::Str(text))) = v else {
+                continue;
+            };
+            let Some((path, vkey)) = parse_vault_ref(text.as_str()) else {
+                continue;
+            };
+            paths.push(path.to_owned());
+            let value = vault.resolve(path, vkey).map_err(|m| RenderError {
+                file: origin.file.clone(),
+                object: Some(format!("document {}", origin.document)),
+                key: Some(format!("key path {field}.{key}")),
+                message: m,
+            })?;
+            let new = if is_data {
+                base64::engine::general_purpose::STANDARD.encode(value.expose())
+            } else {
+                String::from_utf8_lossy(value.expose()).into_owned()
+            };
+            *text = new.into();
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every Secret value with a redaction marker (what `render` prints without
+/// `--reveal`).
+pub fn redact(doc: &mut Node) {
+    if doc.get("kind").and_then(Node::as_str) != Some("Secret") {
+        return;
+    }
+    let Some(items) = doc.as_map_mut() else {
+        return;
+    };
+    for item in items.iter_mut() {
+        if let MapItem::Entry(field, Node::Map(values)) = item
+            && (field == "data" || field == "stringData")
+        {
+            for v in values.iter_mut() {
+                if let MapItem::Entry(_, val) = v {
+                    *val = Node::str("<redacted>");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::age_keys::{self, AgeRecipient};
+
+    fn ids() -> (Identities, String) {
+        let k = age_keys::generate();
+        let mut ids = Identities::default();
+        ids.add_key_file_text(&age_keys::key_file_text(&k, "t"), "t")
+            .unwrap();
+        (ids, k.recipient)
+    }
+
+    #[test]
+    fn renders_plain_sops_and_sealed_documents_in_order() {
+        let (sops_ids, sops_r) = ids();
+        let (seal_ids, seal_r) = ids();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(
+            d.path().join("a.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n---\n",
+        )
+        .unwrap();
+        let secret = b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: canary-r3nd}\n";
+        let settings = sops::EncryptSettings {
+            groups: vec![vec![AgeRecipient::parse(&sops_r).unwrap()]],
+            selection: Some(sops::metadata::Selection::EncryptedRegex(
+                "^(data|stringData)$".into(),
+            )),
+            ..Default::default()
+        };
+        let enc = sops::encrypt(
+            secret,
+            Format::Yaml,
+            Format::Yaml,
+            &settings,
+            sops::Layout::default(),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("sub/secret.yaml"), enc).unwrap();
+        let plain = sealed::secret_from_node(
+            &sealed::load_documents(b"apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: team-a}\nstringData: {p: x}\n").unwrap()[0],
+            "d",
+        )
+        .unwrap();
+        let s = sealed::seal(
+            &plain,
+            &[AgeRecipient::parse(&seal_r).unwrap()],
+            Scope::Strict,
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("sub/sealed.yaml"),
+            sealed::emit_documents(&[s.to_node()]),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("notes.txt"), "ignored").unwrap();
+
+        let opts = RenderOptions {
+            sops_identities: &sops_ids,
+            sealing_identities: &seal_ids,
+            destination_namespace: Some("team-a"),
+            vault: &NoVault,
+            limits: Limits::default(),
+        };
+        let objs = render_dir(d.path(), &opts).unwrap();
+        let names: Vec<_> = objs
+            .iter()
+            .map(|o| {
+                (
+                    o.kind().to_owned(),
+                    o.name().to_owned(),
+                    o.namespace().map(str::to_owned),
+                )
+            })
+            .collect();
+        let team_a = Some("team-a".to_string());
+        assert_eq!(
+            names,
+            vec![
+                ("ConfigMap".to_string(), "c".to_string(), team_a.clone()),
+                ("Secret".to_string(), "db".to_string(), team_a.clone()),
+                ("Secret".to_string(), "s".to_string(), team_a),
+            ]
+        );
+        assert_eq!(objs[1].sealed_scope, Some(Scope::Strict));
+        assert!(objs[2].holds_secrets);
+        assert!(!format!("{objs:?}").contains("canary"));
+    }
+
+    #[test]
+    fn a_sealed_secret_landing_in_another_namespace_fails_the_render() {
+        let (seal_ids, seal_r) = ids();
+        let d = tempfile::tempdir().unwrap();
+        let plain = sealed::secret_from_node(
+            &sealed::load_documents(b"apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: team-a}\nstringData: {p: x}\n").unwrap()[0],
+            "d",
+        )
+        .unwrap();
+        let mut s = sealed::seal(
+            &plain,
+            &[AgeRecipient::parse(&seal_r).unwrap()],
+            Scope::Strict,
+        )
+        .unwrap();
+        s.namespace = None; // will be defaulted to the destination
+        std::fs::write(
+            d.path().join("sealed.yaml"),
+            sealed::emit_documents(&[s.to_node()]),
+        )
+        .unwrap();
+        let none = Identities::default();
+        let opts = RenderOptions {
+            sops_identities: &none,
+            sealing_identities: &seal_ids,
+            destination_namespace: Some("team-b"),
+            vault: &NoVault,
+            limits: Limits::default(),
+        };
+        let e = render_dir(d.path(), &opts).unwrap_err().to_string();
+        assert!(
+            e.contains("sealed.yaml: SealedSecret team-b/db: key \"p\": value was sealed for namespace \"team-a\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn links_leaving_the_checkout_oversized_files_and_vault_refs_are_errors() {
+        let none = Identities::default();
+        let opts = |limits| RenderOptions {
+            sops_identities: &none,
+            sealing_identities: &none,
+            destination_namespace: None,
+            vault: &NoVault,
+            limits,
+        };
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(
+            outside.path().join("x.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+        )
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x.yaml"), d.path().join("link.yaml"))
+            .unwrap();
+        let e = render_dir(d.path(), &opts(Limits::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("leaves the checkout"), "{e}");
+
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("big.yaml"), "a: b\n".repeat(100)).unwrap();
+        let e = render_dir(
+            d.path(),
+            &opts(Limits {
+                max_file_bytes: 10,
+                max_objects: 5,
+            }),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("over the 10 byte limit"), "{e}");
+
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("s.yaml"), "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {p: 'ref+vault://secret/data/a#pw'}\n").unwrap();
+        let e = render_dir(d.path(), &opts(Limits::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("s.yaml") && e.contains("stringData.p") && e.contains("no Vault"),
+            "{e}"
+        );
+
+        let d = tempfile::tempdir().unwrap();
+        let many: String = (0..7)
+            .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"))
+            .collect();
+        std::fs::write(d.path().join("m.yaml"), many).unwrap();
+        let e = render_dir(
+            d.path(),
+            &opts(Limits {
+                max_file_bytes: 1 << 20,
+                max_objects: 5,
+            }),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("more than 5 objects"), "{e}");
+    }
+}
