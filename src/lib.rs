@@ -3,6 +3,7 @@
 //! This crate is both the library behind the reconciler and the `lockstep` CLI. The
 //! CLI stays thin; every operation lives here.
 
+pub mod check;
 pub mod crypto;
 pub mod manifest;
 pub mod policy;

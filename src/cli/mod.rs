@@ -1,6 +1,7 @@
 //! Command-line front door. Each subcommand lives in its own file and only turns
 //! arguments into library calls and results into output.
 
+mod check;
 mod common;
 mod completions;
 mod decrypt;
@@ -9,6 +10,7 @@ mod edit;
 mod encrypt;
 mod keygen;
 mod keys;
+mod render;
 mod reseal;
 mod rotate;
 mod seal;
@@ -82,6 +84,10 @@ enum Command {
     Keys(keys::Args),
     /// Run an embedded Kubernetes API server for local use until interrupted.
     Devcluster(devcluster::Args),
+    /// Render an application directory into the objects the reconciler would apply.
+    Render(render::Args),
+    /// Pre-commit gate: plaintext Secrets, broken files, bad MACs, policy violations.
+    Check(check::Args),
     /// Print shell completions.
     Completions(completions::Args),
 }
@@ -105,6 +111,8 @@ pub fn run() -> ExitCode {
         Command::Reseal(a) => reseal::run(&ctx, a),
         Command::Keys(a) => keys::run(a),
         Command::Devcluster(a) => devcluster::run(a),
+        Command::Render(a) => render::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

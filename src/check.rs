@@ -1,0 +1,260 @@
+//! The checks behind `lockstep check`, usable from a pre-commit hook or CI without any
+//! secret: plaintext Secrets, unparsable manifests, SOPS MAC failures (with an identity),
+//! policy violations. Findings carry the line where the offending document starts.
+
+use std::path::{Path, PathBuf};
+
+use crate::crypto::age_keys::Identities;
+use crate::policy::{PolicySet, Subject};
+use crate::render::parse_vault_ref;
+use crate::sealed;
+use crate::sops::tree::{MapItem, Node, Scalar};
+use crate::sops::{self, DecryptOptions, Format};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// 1-based line where each YAML document starts (after `---` separators).
+fn document_lines(text: &str) -> Vec<usize> {
+    let mut starts = vec![1];
+    let mut first_content_seen = false;
+    for (i, line) in text.lines().enumerate() {
+        let is_sep = line == "---" || line.starts_with("--- ");
+        if is_sep {
+            if first_content_seen {
+                starts.push(i + 2);
+            } else {
+                starts[0] = i + 2;
+            }
+        } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            first_content_seen = true;
+        }
+    }
+    starts
+}
+
+fn line_in_message(msg: &str) -> Option<usize> {
+    let idx = msg.find("line ")?;
+    msg[idx + 5..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn secret_values(doc: &Node) -> Vec<(String, &Node)> {
+    let mut out = Vec::new();
+    for field in ["data", "stringData"] {
+        if let Some(Node::Map(items)) = doc.get(field) {
+            for i in items {
+                if let MapItem::Entry(k, v) = i {
+                    out.push((format!("{field}.{k}"), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_secret(doc: &Node) -> bool {
+    doc.get("apiVersion").and_then(Node::as_str) == Some("v1")
+        && doc.get("kind").and_then(Node::as_str) == Some("Secret")
+}
+
+fn name_of(doc: &Node) -> String {
+    let m = doc.get("metadata");
+    let name = m
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("<no name>");
+    match m.and_then(|m| m.get("namespace")).and_then(Node::as_str) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// Checks one file.
+pub fn check_file(
+    path: &Path,
+    bytes: &[u8],
+    ids: Option<&Identities>,
+    policies: &PolicySet,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let text = String::from_utf8_lossy(bytes);
+    let starts = document_lines(&text);
+    let line_of = |doc: usize| starts.get(doc).copied().unwrap_or(1);
+    let mut add = |line: usize, message: String| {
+        findings.push(Finding {
+            file: path.to_path_buf(),
+            line,
+            message,
+        })
+    };
+    let format = if Format::for_path(path) == Format::Json {
+        Format::Json
+    } else {
+        Format::Yaml
+    };
+    let (docs, is_sops) = match sops::load_encrypted(bytes, format) {
+        Ok(enc) => {
+            if let Some(ids) = ids {
+                if let Err(e) = sops::decrypt(bytes, format, ids, &[], DecryptOptions::default()) {
+                    add(1, format!("SOPS file does not decrypt: {e}"));
+                }
+            }
+            (enc.docs, true)
+        }
+        Err(sops::SopsError::NoMetadata) => match sealed::load_documents(bytes) {
+            Ok(d) => (d, false),
+            Err(e) => {
+                add(
+                    line_in_message(&e).unwrap_or(1),
+                    format!("does not parse: {e}"),
+                );
+                return findings;
+            }
+        },
+        Err(e) => {
+            let m = e.to_string();
+            add(
+                line_in_message(&m).unwrap_or(1),
+                format!("cannot be read: {m}"),
+            );
+            return findings;
+        }
+    };
+    for (i, doc) in docs.iter().enumerate() {
+        if !matches!(doc, Node::Map(items) if !items.is_empty()) {
+            continue;
+        }
+        let line = line_of(i);
+        if is_secret(doc) {
+            for (key, v) in secret_values(doc) {
+                let plain = match v {
+                    Node::Scalar(Scalar::Str(t)) => {
+                        !t.is_empty()
+                            && parse_vault_ref(t.as_str()).is_none()
+                            && !(is_sops && sops::cipher::is_encrypted(t.as_str()))
+                    }
+                    Node::Scalar(Scalar::Null) => false,
+                    _ => true,
+                };
+                if plain {
+                    add(
+                        line,
+                        format!(
+                            "Secret {}: {key} is not encrypted{}; encrypt the file with `lockstep encrypt` or seal it with `lockstep seal`",
+                            name_of(doc),
+                            if is_sops {
+                                " (the file's selection rule leaves it in plain text)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        if policies.policies.is_empty() {
+            continue;
+        }
+        let api = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+        if api.is_empty() || kind.is_empty() || crate::policy::is_policy(doc) {
+            continue;
+        }
+        let meta = doc.get("metadata");
+        let sealed_scope = sealed::is_sealed_secret(doc)
+            .then(|| {
+                doc.get("spec")
+                    .and_then(|s| s.get("scope"))
+                    .and_then(Node::as_str)
+                    .and_then(sealed::Scope::parse)
+            })
+            .flatten()
+            .or(sealed::is_sealed_secret(doc).then_some(sealed::Scope::Strict));
+        let vault_paths = if is_secret(doc) {
+            secret_values(doc)
+                .into_iter()
+                .filter_map(|(_, v)| {
+                    v.as_str()
+                        .and_then(parse_vault_ref)
+                        .map(|(p, _)| p.to_owned())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let subject = Subject {
+            api_version: api,
+            kind,
+            name: meta
+                .and_then(|m| m.get("name"))
+                .and_then(Node::as_str)
+                .unwrap_or(""),
+            namespace: meta.and_then(|m| m.get("namespace")).and_then(Node::as_str),
+            file: path,
+            sealed_scope,
+            vault_paths,
+        };
+        for v in policies.check(&subject) {
+            add(
+                line,
+                format!(
+                    "{}: denied by policy {:?} ({}): {}",
+                    v.object, v.policy, v.rule, v.message
+                ),
+            );
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_start_lines() {
+        assert_eq!(
+            document_lines("a: 1\n---\nb: 2\n---\nc: 3\n"),
+            vec![1, 3, 5]
+        );
+        assert_eq!(document_lines("---\na: 1\n"), vec![2]);
+        assert_eq!(document_lines("# c\n---\na: 1\n---\nb: 1\n"), vec![3, 5]);
+    }
+
+    #[test]
+    fn plaintext_secrets_and_parse_errors_are_found_with_lines() {
+        let none = PolicySet::default();
+        let f = check_file(
+            Path::new("s.yaml"),
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  a: canary-x\n  b: 'ref+vault://secret/data/x#y'\n  c: ''\n",
+            None,
+            &none,
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].line, 5);
+        assert!(
+            f[0].to_string()
+                .starts_with("s.yaml:5: Secret s: stringData.a is not encrypted"),
+            "{}",
+            f[0]
+        );
+        assert!(!f[0].to_string().contains("canary"));
+        let bad = check_file(Path::new("b.yaml"), b"a: 1\nb: [\n", None, &none);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].to_string().starts_with("b.yaml:"), "{}", bad[0]);
+    }
+}

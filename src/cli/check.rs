@@ -1,0 +1,67 @@
+//! `lockstep check`: the pre-commit gate. Reports plaintext Secrets, files that do not
+//! parse, SOPS files whose MAC fails (when an identity is at hand) and policy violations,
+//! each as `file:line: message`. Exit status 1 when anything is found.
+
+use std::path::{Path, PathBuf};
+
+use lockstep::check::{self, Finding};
+use lockstep::policy::PolicySet;
+
+use super::common::{self, CliError, CliResult, Context};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  lockstep check .\n  lockstep check --policy policies/ apps/ clusters/\n  SOPS_AGE_KEY_FILE=key.txt lockstep check secrets/   # also verifies SOPS MACs\n\nAs a pre-commit hook: see .pre-commit-hooks.yaml (id: lockstep-check)."
+)]
+pub struct Args {
+    /// Files or directories to check.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Policy files or directories to check objects against.
+    #[arg(long, value_name = "DIR")]
+    policy: Vec<PathBuf>,
+}
+
+pub fn run(ctx: &Context, a: Args) -> CliResult {
+    let policies = PolicySet::load(&a.policy).map_err(|e| CliError::new(2, e.to_string()))?;
+    let (ids, _) = common::identities(ctx);
+    let files = lockstep::manifest::manifest_files(&a.paths)
+        .map_err(|e| CliError::new(2, e.to_string()))?;
+    let mut findings: Vec<Finding> = Vec::new();
+    for f in &files {
+        let policy_files: Vec<&Path> = policies.policies.iter().map(|p| p.file.as_path()).collect();
+        if policy_files.contains(&f.as_path()) {
+            continue;
+        }
+        match std::fs::read(f) {
+            Ok(bytes) => findings.extend(check::check_file(
+                f,
+                &bytes,
+                (!ids.is_empty()).then_some(&ids),
+                &policies,
+            )),
+            Err(e) => findings.push(Finding {
+                file: f.clone(),
+                line: 1,
+                message: e.to_string(),
+            }),
+        }
+    }
+    let mut out = String::new();
+    for f in &findings {
+        out.push_str(&format!("{f}\n"));
+    }
+    common::write_stdout(out.as_bytes())?;
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            1,
+            format!(
+                "{} finding(s) in {} file(s) checked",
+                findings.len(),
+                files.len()
+            ),
+        ))
+    }
+}
