@@ -37,6 +37,11 @@ fn document_lines(text: &str) -> Vec<usize> {
                 starts[0] = i + 2;
             }
         } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            if !first_content_seen && starts.len() == 1 && starts[0] < i + 1 {
+                // The first document starts at its first line of content, after any
+                // leading comments.
+                starts[0] = i + 1;
+            }
             first_content_seen = true;
         }
     }
@@ -233,6 +238,7 @@ mod tests {
         );
         assert_eq!(document_lines("---\na: 1\n"), vec![2]);
         assert_eq!(document_lines("# c\n---\na: 1\n---\nb: 1\n"), vec![3, 5]);
+        assert_eq!(document_lines("# c\n# d\na: 1\n---\nb: 1\n"), vec![3, 5]);
     }
 
     #[test]
