@@ -4,9 +4,12 @@
 
 pub mod access;
 pub mod auth;
+pub mod controllers;
 pub mod discovery;
-pub mod jsonpatch;
+pub mod faults;
+pub mod fieldcheck;
 pub mod lifecycle;
+pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -37,6 +40,7 @@ use tokio::task::JoinHandle;
 use crate::access::Authenticator;
 use crate::resources::Registry;
 use crate::server::Shared;
+use crate::status::ApiError;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,13 @@ pub struct Config {
     pub max_watch_seconds: Option<u64>,
     /// How many change events the watch log keeps before older RVs expire.
     pub event_retention: usize,
+    /// Fault injection rules active from the start (see [`DevCluster::set_faults`]).
+    pub faults: Vec<faults::FaultRule>,
+    /// Seed for fault injection's random choices, for reproducible runs; random when unset.
+    pub fault_seed: Option<u64>,
+    /// Requests without credentials run as `system:anonymous` (groups
+    /// `[system:unauthenticated]`) instead of getting 401. Off by default.
+    pub anonymous: bool,
 }
 
 impl Default for Config {
@@ -70,6 +81,9 @@ impl Default for Config {
             admin_token: None,
             max_watch_seconds: None,
             event_retention: 100_000,
+            faults: Vec::new(),
+            fault_seed: None,
+            anonymous: false,
         }
     }
 }
@@ -81,6 +95,7 @@ pub struct DevCluster {
     ca_pem: String,
     admin_token: String,
     shared: Arc<Shared>,
+    controllers: Arc<controllers::Controllers>,
     stop: tokio_watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -107,11 +122,26 @@ impl DevCluster {
         let shared = Arc::new(Shared::new(
             store.clone(),
             registry.clone(),
-            Arc::new(Authenticator::new(&admin_token)),
+            Arc::new(Authenticator::new(
+                &admin_token,
+                store.clone(),
+                registry.clone(),
+                config.anonymous,
+            )),
             addr.to_string(),
             config.max_watch_seconds,
         ));
+        if let Some(seed) = config.fault_seed {
+            shared.faults.reseed(seed);
+        }
+        shared.faults.set(config.faults.clone());
+        let workloads = Arc::new(controllers::Controllers::new());
         let (stop, stopped) = tokio_watch::channel(false);
+        let workload_task = tokio::spawn(controllers::run(
+            store.clone(),
+            registry.clone(),
+            workloads.clone(),
+        ));
         let controllers = tokio::spawn(lifecycle::run_controllers(store, registry));
         let app = server::router(shared.clone());
         let accept = tokio::spawn(accept_loop(listener, acceptor, app, stopped));
@@ -121,8 +151,9 @@ impl DevCluster {
             ca_pem,
             admin_token,
             shared,
+            controllers: workloads,
             stop,
-            tasks: vec![controllers, accept],
+            tasks: vec![controllers, workload_task, accept],
         })
     }
 
@@ -138,6 +169,18 @@ impl DevCluster {
 
     pub fn admin_token(&self) -> String {
         self.admin_token.clone()
+    }
+
+    /// Mint a one-hour token for an existing service account (what `kubectl create token`
+    /// gets); 404 when the service account does not exist.
+    pub fn service_account_token(&self, ns: &str, name: &str) -> Result<String, ApiError> {
+        self.shared.authn.service_account_token(ns, name)
+    }
+
+    /// Let `token` authenticate as `user` in `groups` (plus `system:authenticated`), so tests
+    /// can act as arbitrary users; RBAC decides what they may do.
+    pub fn add_user_token(&self, token: &str, user: &str, groups: &[&str]) {
+        self.shared.authn.add_user_token(token, user, groups);
     }
 
     pub fn kubeconfig(&self) -> String {
@@ -161,6 +204,39 @@ impl DevCluster {
     /// watches end with an in-stream 410 so clients re-list.
     pub fn compact(&self) {
         self.shared.store.compact();
+    }
+
+    /// Keep a Deployment, StatefulSet, DaemonSet or Job unhealthy (unready replicas, or a Job
+    /// that never completes) until switched back. `kind` may be the kind, plural or short name.
+    pub fn set_unhealthy(&self, kind: &str, namespace: &str, name: &str, unhealthy: bool) {
+        self.controllers
+            .set_unhealthy(kind, namespace, name, unhealthy);
+    }
+
+    /// Replace the fault injection rules (an empty list turns injection off).
+    pub fn set_faults(&self, rules: Vec<faults::FaultRule>) {
+        self.shared.faults.set(rules);
+    }
+
+    /// Restart fault injection's random sequence from `seed`.
+    pub fn set_fault_seed(&self, seed: u64) {
+        self.shared.faults.reseed(seed);
+    }
+
+    /// Requests served so far for a verb and resource (plural; "" for non-resource paths),
+    /// over all users and status codes.
+    pub fn request_count(&self, verb: &str, resource: &str) -> u64 {
+        metrics::count(&self.shared, &[("verb", verb), ("resource", resource)])
+    }
+
+    /// Requests served so far matching every given label (`verb`, `resource`, `user`, `code`).
+    pub fn request_count_where(&self, labels: &[(&str, &str)]) -> u64 {
+        metrics::count(&self.shared, labels)
+    }
+
+    /// The Prometheus text `/metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        metrics::encode(&self.shared)
     }
 
     /// Access to the shared state for in-process test hooks.

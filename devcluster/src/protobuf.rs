@@ -129,6 +129,48 @@ fn strings(fs: &[(u64, Field<'_>)], num: u64) -> Vec<Value> {
         .collect()
 }
 
+/// rbac.authorization.k8s.io/v1 PolicyRule.
+fn policy_rule(b: &[u8]) -> Result<Value, ApiError> {
+    let f = fields(b)?;
+    let mut m = Map::new();
+    for (n, k) in [
+        (1, "verbs"),
+        (2, "apiGroups"),
+        (3, "resources"),
+        (4, "resourceNames"),
+        (5, "nonResourceURLs"),
+    ] {
+        let v = strings(&f, n);
+        if !v.is_empty() || n == 1 {
+            m.insert(k.into(), Value::Array(v));
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// meta/v1 LabelSelector.
+fn label_selector(b: &[u8]) -> Result<Value, ApiError> {
+    let f = fields(b)?;
+    let mut m = Map::new();
+    let labels = repeated(&f, 1);
+    if !labels.is_empty() {
+        m.insert("matchLabels".into(), string_map(&labels, false)?);
+    }
+    let mut exprs = Vec::new();
+    for e in repeated(&f, 2) {
+        let ef = fields(e)?;
+        exprs.push(json!({
+            "key": single(&ef, 1).map(text).unwrap_or_default(),
+            "operator": single(&ef, 2).map(text).unwrap_or_default(),
+            "values": strings(&ef, 3),
+        }));
+    }
+    if !exprs.is_empty() {
+        m.insert("matchExpressions".into(), Value::Array(exprs));
+    }
+    Ok(Value::Object(m))
+}
+
 /// Decode an envelope into the JSON object it encodes.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let rest = body
@@ -150,7 +192,52 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         },
     );
     match kind.as_str() {
-        "Namespace" => {}
+        // `kubectl create serviceaccount` sends metadata only.
+        "Namespace" | "ServiceAccount" => {}
+        // `kubectl create role|clusterrole|rolebinding|clusterrolebinding`.
+        "Role" | "ClusterRole" => {
+            let rules = repeated(&raw, 2)
+                .into_iter()
+                .map(policy_rule)
+                .collect::<Result<Vec<_>, _>>()?;
+            obj.insert("rules".into(), Value::Array(rules));
+            if let Some(agg) = single(&raw, 3) {
+                let f = fields(agg)?;
+                let selectors = repeated(&f, 1)
+                    .into_iter()
+                    .map(label_selector)
+                    .collect::<Result<Vec<_>, _>>()?;
+                obj.insert(
+                    "aggregationRule".into(),
+                    json!({"clusterRoleSelectors": selectors}),
+                );
+            }
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let mut subjects = Vec::new();
+            for sb in repeated(&raw, 2) {
+                let f = fields(sb)?;
+                let mut m = Map::new();
+                for (n, k) in [(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")] {
+                    if let Some(x) = single(&f, n) {
+                        m.insert(k.into(), json!(text(x)));
+                    }
+                }
+                subjects.push(Value::Object(m));
+            }
+            if !subjects.is_empty() {
+                obj.insert("subjects".into(), Value::Array(subjects));
+            }
+            let f = fields(single(&raw, 3).unwrap_or(&[]))?;
+            obj.insert(
+                "roleRef".into(),
+                json!({
+                    "apiGroup": single(&f, 1).map(text).unwrap_or_default(),
+                    "kind": single(&f, 2).map(text).unwrap_or_default(),
+                    "name": single(&f, 3).map(text).unwrap_or_default(),
+                }),
+            );
+        }
         "ConfigMap" => {
             let data = repeated(&raw, 2);
             if !data.is_empty() {

@@ -12,10 +12,10 @@ use axum::response::Response;
 use base64::Engine;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde_json::{Value, json};
 
-use crate::access::{Attributes, Authenticator, Decision, UserInfo, authorize};
-use crate::jsonpatch;
+use crate::access::{Attributes, Authenticator, UserInfo};
 use crate::lifecycle::{self, DeleteOptions, meta_mut, meta_str};
 use crate::resources::{Registry, ResourceDef};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -23,12 +23,16 @@ use crate::status::{self, ApiError, FieldError};
 use crate::store::{Change, Key, Store, random_bytes, resource_version};
 use crate::table::{self, Rendering};
 use crate::watch::{self, Render, Scope, WatchParams};
-use crate::{discovery, openapi};
+use crate::{discovery, fieldcheck, openapi, patch as patch_ops, ssa};
 
 /// kube-apiserver's request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 type Labels = Vec<(String, String)>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
 
 /// Everything a request handler needs.
 pub struct Shared {
@@ -36,6 +40,10 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub authn: Arc<Authenticator>,
     pub requests: Family<Labels, Counter>,
+    /// Request duration in seconds by verb and resource.
+    pub latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Injected faults (tests and benchmarks).
+    pub faults: crate::faults::Faults,
     pub metrics: std::sync::Mutex<prometheus_client::registry::Registry>,
     pub server_address: String,
     pub max_watch_seconds: Option<u64>,
@@ -56,11 +64,20 @@ impl Shared {
             "Requests by verb, resource, user and code",
             requests.clone(),
         );
+        let latency: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        reg.register(
+            "apiserver_request_duration_seconds",
+            "Request latency by verb and resource",
+            latency.clone(),
+        );
         Shared {
             store,
             registry,
             authn,
             requests,
+            latency,
+            faults: crate::faults::Faults::new(None),
             metrics: std::sync::Mutex::new(reg),
             server_address,
             max_watch_seconds,
@@ -74,11 +91,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let started = std::time::Instant::now();
     let mut rec = Recorded::default();
     let resp = match dispatch(&s, &parts, body, &mut rec).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    s.latency
+        .get_or_create(&vec![
+            ("verb".into(), rec.verb.clone()),
+            ("resource".into(), rec.resource.clone()),
+        ])
+        .observe(started.elapsed().as_secs_f64());
     s.requests
         .get_or_create(&vec![
             ("verb".into(), rec.verb),
@@ -189,19 +213,54 @@ fn authenticate(s: &Shared, headers: &HeaderMap, rec: &mut Recorded) -> Result<U
     Ok(u)
 }
 
-fn check(user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
-    match authorize(user, attrs) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(why) if !why.is_empty() => Err(ApiError::new(403, "Forbidden", why)),
-        _ => Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "User \"{}\" cannot {} resource \"{}\"",
-                user.name, attrs.verb, attrs.resource
-            ),
-        )),
+/// The authorization seam: allow, or kube-apiserver's exact 403 for these attributes
+/// (`attrs.user` is the authenticated, possibly impersonated, user).
+fn check(s: &Shared, attrs: &Attributes) -> Result<(), ApiError> {
+    s.authn.authorize(attrs)
+}
+
+/// The resource attributes of a request on `t` with `verb`, as the request-info filter
+/// derives them (a namespace is its own namespace).
+fn resource_attrs(user: &UserInfo, t: &Target, verb: &str, name: &str) -> Attributes {
+    let mut namespace = t.namespace.clone().unwrap_or_default();
+    if t.def.group.is_empty() && t.def.plural == "namespaces" && t.name.is_some() {
+        namespace = name.to_string();
     }
+    Attributes::resource(
+        user,
+        verb,
+        &t.def.group,
+        &t.def.plural,
+        t.sub.as_deref().unwrap_or(""),
+        &namespace,
+        name,
+    )
+}
+
+/// Escalation prevention for writes of RBAC objects: run on the object about to be stored
+/// (a no-op for every other kind). Safe inside `Store::mutate` closures.
+fn rbac_guard(
+    s: &Shared,
+    t: &Target,
+    user: &UserInfo,
+) -> impl Fn(&Value) -> Result<(), ApiError> + use<> {
+    let kind = if t.def.group == crate::rbac::RBAC_GROUP && t.sub.is_none() {
+        t.def.kind.as_str()
+    } else {
+        ""
+    };
+    let guard = s.authn.escalation_guard(kind, user);
+    let def = t.def.clone();
+    move |obj: &Value| guard(&stamped(&def, obj))
+}
+
+/// Decode the body of a review or TokenRequest: JSON, YAML or kubectl's protobuf envelope.
+fn decode_review(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    if media_type(headers) == "application/vnd.kubernetes.protobuf" {
+        return crate::auth::decode_k8s_protobuf(bytes)
+            .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")));
+    }
+    decode_object(headers, bytes)
 }
 
 async fn dispatch(
@@ -221,16 +280,7 @@ async fn dispatch(
         }
         Ok(())
     };
-    let non_resource = |user: &UserInfo| {
-        check(
-            user,
-            &Attributes {
-                verb: "get".into(),
-                path: path.clone(),
-                ..Default::default()
-            },
-        )
-    };
+    let non_resource = |user: &UserInfo| check(s, &Attributes::non_resource(user, "get", &path));
     match segs.as_slice() {
         ["healthz"] | ["livez"] | ["readyz"] => {
             let mut r = Response::new(Body::from("ok"));
@@ -382,14 +432,7 @@ async fn resource(
             .ok_or_else(ApiError::path_not_found)?;
         rec.verb = "get".into();
         let u = authenticate(s, &parts.headers, rec)?;
-        check(
-            &u,
-            &Attributes {
-                verb: "get".into(),
-                path: parts.uri.path().to_string(),
-                ..Default::default()
-            },
-        )?;
+        check(s, &Attributes::non_resource(&u, "get", parts.uri.path()))?;
         return Ok(json_response(200, &doc));
     }
     let t = resolve(&s.registry, group, version, rest)?;
@@ -408,23 +451,19 @@ async fn resource(
     rec.verb = verb.into();
     rec.resource = t.def.plural.clone();
     let user = authenticate(s, &parts.headers, rec)?;
+    if let Some(r) = s.faults.inject(verb, &t.def.plural).await {
+        return Ok(r);
+    }
     let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &t.def.kind)?;
-    let attrs = Attributes {
-        verb: verb.into(),
-        resource_request: true,
-        group: t.def.group.clone(),
-        version: t.def.version.clone(),
-        resource: t.def.plural.clone(),
-        subresource: t.sub.clone().unwrap_or_default(),
-        namespace: t.namespace.clone().unwrap_or_default(),
-        name: t
-            .name
-            .clone()
-            .or_else(|| fields.pinned_name().map(str::to_string))
-            .unwrap_or_default(),
-        path: String::new(),
+    // A list or watch pinned to one name by fieldSelector is authorized for that name.
+    let attr_name = match &t.name {
+        Some(n) => n.clone(),
+        None if matches!(verb, "list" | "watch") => {
+            fields.pinned_name().unwrap_or_default().to_string()
+        }
+        None => String::new(),
     };
-    check(&user, &attrs)?;
+    check(s, &resource_attrs(&user, &t, verb, &attr_name))?;
     let sub_ok = match (t.sub.as_deref(), verb) {
         (None, v) => t.def.has_verb(v),
         (Some(sb), v) => t.def.subresource(sb).is_some_and(|x| {
@@ -470,11 +509,11 @@ async fn resource(
         }
         "update" => {
             let bytes = read_body(&parts.headers, body).await?;
-            update(s, &t, &parts.headers, &bytes, dry_run)
+            update(s, &t, q, &parts.headers, &bytes, dry_run, &user)
         }
         "patch" => {
             let bytes = read_body(&parts.headers, body).await?;
-            patch(s, &t, q, &parts.headers, &bytes, dry_run)
+            patch(s, &t, q, &parts.headers, &bytes, dry_run, &user)
         }
         "delete" => {
             let bytes = read_body(&parts.headers, body).await?;
@@ -835,20 +874,153 @@ fn create(
     user: &UserInfo,
 ) -> Result<Response, ApiError> {
     if t.sub.as_deref() == Some("token") {
-        return token_request(s, t, headers, bytes, dry_run);
+        let req = decode_review(headers, bytes)?;
+        let name = t.name.as_deref().unwrap_or("");
+        let ns = t.namespace.as_deref().unwrap_or("");
+        return Ok(json_response(201, &s.authn.token_request(ns, name, &req)?));
     }
     if t.name.is_some() {
         return Err(ApiError::method_not_allowed());
     }
-    let _ = q;
+    if t.def.is_virtual() {
+        let obj = decode_review(headers, bytes)?;
+        check_type(&t.def, &obj)?;
+        let out = s
+            .authn
+            .review(&t.def.kind, t.namespace.as_deref(), &obj, user)?;
+        return Ok(json_response(201, &out));
+    }
     let mut obj = decode_object(headers, bytes)?;
     check_type(&t.def, &obj)?;
-    if t.def.is_virtual() {
-        return Ok(json_response(201, &review(s, &t.def, obj, user)));
-    }
     check_identity(t, &mut obj, None)?;
+    rbac_guard(s, t, user)(&obj)?;
+    let warnings = field_validation(q, &t.def, fieldcheck::unknown_fields(&t.def, &obj))?;
+    let manager = update_manager(q, headers);
+    let schema = schema_for(&t.def);
+    ssa::record_update(
+        None,
+        &mut obj,
+        &manager,
+        &t.def.api_version(),
+        None,
+        &crate::store::now_rfc3339(),
+        schema.as_ref(),
+    );
     let out = create_object(s, t, obj, dry_run)?;
-    Ok(json_response(201, &stamped(&t.def, &out)))
+    Ok(with_warnings(
+        json_response(201, &stamped(&t.def, &out)),
+        &warnings,
+    ))
+}
+
+/// How a write keeps `metadata.managedFields` (spec §3.2).
+enum Book<'a> {
+    /// A non-apply write by this manager (operation Update).
+    Record {
+        manager: &'a str,
+        subresource: Option<&'a str>,
+    },
+    /// `ssa::apply` already computed managedFields on the new object; keep them.
+    Applied,
+}
+
+/// The SSA topology of a kind: built-in table, or the served version's CRD schema.
+fn schema_for(def: &ResourceDef) -> Box<dyn ssa::Schema> {
+    if def.is_custom() {
+        let empty = json!({});
+        let schema = def
+            .custom
+            .as_ref()
+            .and_then(|c| c.schema.as_ref())
+            .unwrap_or(&empty);
+        ssa::crd_schema(schema)
+    } else {
+        ssa::builtin_schema(&def.group, &def.kind)
+    }
+}
+
+/// The manager of a non-apply write: `?fieldManager=`, else the User-Agent's product token
+/// (`kubectl/v1.37.0 (linux/amd64) ...` gives `kubectl`), as kube-apiserver derives it.
+fn update_manager(q: &Query, headers: &HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    let ua = header_str(headers, "user-agent");
+    let prefix = ua.split('/').next().unwrap_or("");
+    prefix.chars().take(128).collect()
+}
+
+/// `fieldValidation` for POST/PUT/non-apply PATCH: `Strict` rejects unknown fields with
+/// kube-apiserver's strict decoding error, `Warn` (the default) returns them as warnings,
+/// `Ignore` drops the check. Unknown fields are not pruned here (see `fieldcheck`).
+fn field_validation(
+    q: &Query,
+    def: &ResourceDef,
+    unknown: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    if unknown.is_empty() {
+        return Ok(unknown);
+    }
+    match q.get("fieldValidation").unwrap_or("") {
+        "Ignore" => Ok(Vec::new()),
+        "Strict" => {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                list.join(", "),
+                kind = def.kind,
+                version = def.version,
+            )))
+        }
+        _ => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect()),
+    }
+}
+
+/// Adds one `Warning: 299 - "<text>"` header per warning, like kube-apiserver.
+fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+/// The `Status` of a failed apply, as an `ApiError` with the same code, reason and details.
+fn apply_error(e: &ssa::ApplyError) -> ApiError {
+    let st = e.status();
+    let reason: &'static str = match st.get("reason").and_then(Value::as_str).unwrap_or("") {
+        "Conflict" => "Conflict",
+        "BadRequest" => "BadRequest",
+        "Invalid" => "Invalid",
+        "InternalError" => "InternalError",
+        _ => "",
+    };
+    let message = st
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("apply failed");
+    let mut err = ApiError::new(e.code(), reason, message);
+    if let Some(d) = st.get("details") {
+        err = err.with_details(d.clone());
+    }
+    err
+}
+
+fn patch_error(e: patch_ops::PatchError) -> ApiError {
+    let reason = if e.code() == 422 {
+        "Invalid"
+    } else {
+        "BadRequest"
+    };
+    ApiError::new(e.code(), reason, e.message())
 }
 
 /// Commit a new version of an existing object computed from the stored one.
@@ -857,12 +1029,14 @@ fn update_with<F>(
     t: &Target,
     name: &str,
     dry_run: bool,
+    book: Book,
     compute: F,
 ) -> Result<Value, ApiError>
 where
     F: FnOnce(&Value) -> Result<Value, ApiError>,
 {
     let key = t.key(name);
+    let schema = schema_for(&t.def);
     let is_crd = t.def.storage == "apiextensions.k8s.io/customresourcedefinitions";
     let out = s.store.mutate(&key, dry_run, |old| {
         let Some(old) = old else {
@@ -881,14 +1055,40 @@ where
         if is_crd && t.sub.is_none() {
             lifecycle::prepare_crd(&mut new)?;
         }
+        let applied_fields = new.pointer("/metadata/managedFields").cloned();
         let change = lifecycle::prepare_update(&t.def, old, new, t.sub.as_deref())?;
         Ok(match change {
             Change::Put(mut v) => {
+                match &book {
+                    Book::Record {
+                        manager,
+                        subresource,
+                    } => ssa::record_update(
+                        Some(old),
+                        &mut v,
+                        manager,
+                        &t.def.api_version(),
+                        *subresource,
+                        &crate::store::now_rfc3339(),
+                        schema.as_ref(),
+                    ),
+                    Book::Applied => {
+                        // prepare_update keeps the stored metadata for /status writes.
+                        if let Some(mf) = applied_fields {
+                            meta_mut(&mut v).insert("managedFields".into(), mf);
+                        }
+                    }
+                }
                 meta_mut(&mut v).insert(
                     "resourceVersion".into(),
                     json!(meta_str(old, "resourceVersion")),
                 );
-                Change::Put(v)
+                // No-op (spec §2.8): same object up to managedFields times keeps RV and times.
+                if ssa::managed_fields_equal_ignoring_time(old, &v) {
+                    Change::Keep(old.clone())
+                } else {
+                    Change::Put(v)
+                }
             }
             c => c,
         })
@@ -904,15 +1104,19 @@ where
     Ok(out.object)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn update(
     s: &Shared,
     t: &Target,
+    q: &Query,
     headers: &HeaderMap,
     bytes: &[u8],
     dry_run: bool,
+    user: &UserInfo,
 ) -> Result<Response, ApiError> {
     let name = t.name.clone().unwrap_or_default();
     let mut obj = decode_object(headers, bytes)?;
+    let manager = update_manager(q, headers);
     if t.sub.as_deref() == Some("scale") {
         let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
         let out = update_with(
@@ -923,6 +1127,10 @@ fn update(
             },
             &name,
             dry_run,
+            Book::Record {
+                manager: &manager,
+                subresource: Some("scale"),
+            },
             |old| {
                 let mut n = old.clone();
                 n["spec"]["replicas"] = replicas;
@@ -970,8 +1178,26 @@ fn update(
             )],
         ));
     }
-    let out = update_with(s, t, &name, dry_run, move |_| Ok(obj))?;
-    Ok(json_response(200, &stamped(&t.def, &out)))
+    let warnings = field_validation(q, &t.def, fieldcheck::unknown_fields(&t.def, &obj))?;
+    let guard = rbac_guard(s, t, user);
+    let out = update_with(
+        s,
+        t,
+        &name,
+        dry_run,
+        Book::Record {
+            manager: &manager,
+            subresource: t.sub.as_deref(),
+        },
+        move |_| {
+            guard(&obj)?;
+            Ok(obj)
+        },
+    )?;
+    Ok(with_warnings(
+        json_response(200, &stamped(&t.def, &out)),
+        &warnings,
+    ))
 }
 
 fn clone_target(t: &Target) -> Target {
@@ -1007,30 +1233,7 @@ fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
     })
 }
 
-/// Placeholder for server-side apply: merge the applied configuration into the live object.
-/// replaced by ssa::apply
-fn apply_placeholder(live: &Value, applied: &Value) -> Value {
-    let mut out = live.clone();
-    deep_merge(&mut out, applied);
-    out
-}
-
-fn deep_merge(target: &mut Value, src: &Value) {
-    match (target, src) {
-        (Value::Object(t), Value::Object(s)) => {
-            for (k, v) in s {
-                match t.get_mut(k) {
-                    Some(existing) => deep_merge(existing, v),
-                    None => {
-                        t.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (t, s) => *t = s.clone(),
-    }
-}
-
+#[allow(clippy::too_many_arguments)]
 fn patch(
     s: &Shared,
     t: &Target,
@@ -1038,6 +1241,7 @@ fn patch(
     headers: &HeaderMap,
     bytes: &[u8],
     dry_run: bool,
+    user: &UserInfo,
 ) -> Result<Response, ApiError> {
     let name = t.name.clone().unwrap_or_default();
     let ct = media_type(headers);
@@ -1097,89 +1301,196 @@ fn patch(
         ));
     }
     if is_apply {
-        let manager = q.get("fieldManager").unwrap_or("");
-        if manager.is_empty() {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "PatchOptions.meta.k8s.io",
-                "",
-                vec![FieldError::required(
-                    "fieldManager",
-                    "is required for apply patch",
-                )],
-            ));
-        }
-        let av = patch_body
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if av != t.def.api_version() {
-            return Err(ApiError::bad_request(format!(
-                "Incorrect version specified in apply patch. Specified patch version: {av}, expected: {}",
-                t.def.api_version()
-            )));
-        }
-        let kind = patch_body.get("kind").and_then(Value::as_str).unwrap_or("");
-        if kind != t.def.kind {
-            return Err(ApiError::bad_request(format!(
-                "Incorrect kind specified in apply patch. Specified patch kind: {kind}, expected: {}",
-                t.def.kind
-            )));
-        }
-        if patch_body.pointer("/metadata/managedFields").is_some() {
-            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
-        }
-        let mut applied = patch_body.clone();
-        check_identity(t, &mut applied, Some(&name))?;
-        if t.sub.is_none() && s.store.get(&t.key(&name)).is_none() {
-            if !meta_str(&applied, "uid").is_empty() {
-                return Err(ApiError::conflict(
-                    &t.def.group,
-                    &t.def.plural,
-                    &name,
-                    "uid mismatch",
+        return apply(s, t, q, &name, &patch_body, dry_run, user);
+    }
+    let manager = update_manager(q, headers);
+    let schema = schema_for(&t.def);
+    let mut warnings = Vec::new();
+    let guard = rbac_guard(s, t, user);
+    let out = update_with(
+        s,
+        t,
+        &name,
+        dry_run,
+        Book::Record {
+            manager: &manager,
+            subresource: t.sub.as_deref(),
+        },
+        |old| {
+            let mut new = match ct.as_str() {
+                "application/json-patch+json" => {
+                    patch_ops::json_patch(old, &patch_body).map_err(patch_error)?
+                }
+                _ => {
+                    if !patch_body.is_object() {
+                        return Err(ApiError::bad_request(
+                            "error decoding patch: patch must be an object",
+                        ));
+                    }
+                    if ct == "application/strategic-merge-patch+json" {
+                        patch_ops::strategic_merge_patch(old, &patch_body, schema.as_ref())
+                            .map_err(patch_error)?
+                    } else {
+                        patch_ops::merge_patch(old, &patch_body)
+                    }
+                }
+            };
+            if !new.is_object() {
+                return Err(ApiError::bad_request(
+                    "the patched object is not a JSON object",
                 ));
             }
-            let out = create_object(s, t, applied, dry_run)?;
-            return Ok(json_response(201, &stamped(&t.def, &out)));
-        }
-        let out = update_with(s, t, &name, dry_run, |old| {
-            Ok(apply_placeholder(old, &applied))
-        })?;
-        return Ok(json_response(200, &stamped(&t.def, &out)));
-    }
-    let out = update_with(s, t, &name, dry_run, |old| {
-        let mut new = match ct.as_str() {
-            "application/json-patch+json" => jsonpatch::json_patch(old, &patch_body)?,
-            _ => {
-                if !patch_body.is_object() {
-                    return Err(ApiError::bad_request(
-                        "error decoding patch: patch must be an object",
-                    ));
+            // Only fields the patch introduced count; the stored object is not re-judged.
+            let before = fieldcheck::unknown_fields(&t.def, old);
+            let introduced: Vec<String> = fieldcheck::unknown_fields(&t.def, &new)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            warnings = field_validation(q, &t.def, introduced)?;
+            // The RV is a precondition only when the patch itself sets it.
+            let patched_rv = patch_rv(&ct, &patch_body);
+            let m = meta_mut(&mut new);
+            match patched_rv {
+                Some(rv) => {
+                    m.insert("resourceVersion".into(), json!(rv));
                 }
-                // replaced by patch::strategic for strategic-merge-patch
-                let mut n = old.clone();
-                jsonpatch::merge_patch(&mut n, &patch_body);
-                n
+                None => {
+                    m.remove("resourceVersion");
+                }
             }
-        };
-        // The RV is a precondition only when the patch itself sets it.
-        let patched_rv = patch_rv(&ct, &patch_body);
-        let m = meta_mut(&mut new);
-        match patched_rv {
-            Some(rv) => {
-                m.insert("resourceVersion".into(), json!(rv));
+            if meta_str(&new, "name") != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta_str(&new, "name")
+                )));
             }
-            None => {
-                m.remove("resourceVersion");
-            }
+            guard(&new)?;
+            Ok(new)
+        },
+    )?;
+    Ok(with_warnings(
+        json_response(200, &stamped(&t.def, &out)),
+        &warnings,
+    ))
+}
+
+/// Server-side apply (spec §3): create-by-apply (201, also authorized as `create`) or an
+/// update computed by `ssa::apply`, then the usual checks, no-op detection and storage.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    s: &Shared,
+    t: &Target,
+    q: &Query,
+    name: &str,
+    patch_body: &Value,
+    dry_run: bool,
+    user: &UserInfo,
+) -> Result<Response, ApiError> {
+    let manager = q.get("fieldManager").unwrap_or("");
+    if manager.is_empty() {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions.meta.k8s.io",
+            "",
+            vec![FieldError::required(
+                "fieldManager",
+                "is required for apply patch",
+            )],
+        ));
+    }
+    let av = patch_body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if av != t.def.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "Incorrect version specified in apply patch. Specified patch version: {av}, expected: {}",
+            t.def.api_version()
+        )));
+    }
+    let kind = patch_body.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != t.def.kind {
+        return Err(ApiError::bad_request(format!(
+            "Incorrect kind specified in apply patch. Specified patch kind: {kind}, expected: {}",
+            t.def.kind
+        )));
+    }
+    if patch_body.pointer("/metadata/managedFields").is_some() {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    let mut applied = patch_body.clone();
+    check_identity(t, &mut applied, Some(name))?;
+    // Typed built-ins refuse undeclared fields whatever fieldValidation says (spec §3.6).
+    let unknown = fieldcheck::unknown_fields(&t.def, &applied);
+    if !unknown.is_empty() {
+        let paths: Vec<String> = unknown
+            .iter()
+            .map(|f| format!(".{f}: field not declared in schema"))
+            .collect();
+        let (g, v) = (&t.def.group, &t.def.version);
+        return Err(ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({}/{name}; {g}/{v}, Kind={}): {}",
+                t.namespace.as_deref().unwrap_or(""),
+                t.def.kind,
+                paths.join(", ")
+            ),
+        ));
+    }
+    let schema = schema_for(&t.def);
+    let api_version = t.def.api_version();
+    let force = q.flag("force");
+    let now = crate::store::now_rfc3339();
+    let run = |live: Option<&Value>| {
+        ssa::apply(ssa::ApplyRequest {
+            live,
+            applied: &applied,
+            manager,
+            api_version: &api_version,
+            kind: &t.def.kind,
+            force,
+            subresource: t.sub.as_deref(),
+            status_subresource: t.def.has_status_subresource,
+            now: &now,
+            schema: schema.as_ref(),
+        })
+        .map_err(|e| apply_error(&e))
+    };
+    if t.sub.is_none() && s.store.get(&t.key(name)).is_none() {
+        // Create-by-apply is also a create (spec §3.1).
+        check(s, &resource_attrs(user, t, "create", name))?;
+        if !meta_str(&applied, "uid").is_empty() {
+            return Err(ApiError::conflict(
+                &t.def.group,
+                &t.def.plural,
+                name,
+                "uid mismatch",
+            ));
         }
-        if meta_str(&new, "name") != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                meta_str(&new, "name")
-            )));
+        let created = run(None)?;
+        rbac_guard(s, t, user)(&created)?;
+        let out = create_object(s, t, created, dry_run)?;
+        return Ok(json_response(201, &stamped(&t.def, &out)));
+    }
+    let want_rv = meta_str(&applied, "resourceVersion").to_string();
+    let want_uid = meta_str(&applied, "uid").to_string();
+    let guard = rbac_guard(s, t, user);
+    let out = update_with(s, t, name, dry_run, Book::Applied, |old| {
+        if !want_rv.is_empty() && want_rv != meta_str(old, "resourceVersion") {
+            return Err(ApiError::stale(&t.def.group, &t.def.plural, name));
         }
+        if !want_uid.is_empty() && want_uid != meta_str(old, "uid") {
+            return Err(ApiError::conflict(
+                &t.def.group,
+                &t.def.plural,
+                name,
+                "uid mismatch",
+            ));
+        }
+        let new = run(Some(old))?;
+        guard(&new)?;
         Ok(new)
     })?;
     Ok(json_response(200, &stamped(&t.def, &out)))
@@ -1304,147 +1615,6 @@ fn delete_collection(
         &json!({"kind": t.def.list_kind, "apiVersion": t.def.api_version(),
             "metadata": {"resourceVersion": s.store.current_rv().to_string()}, "items": deleted}),
     ))
-}
-
-/// Review kinds: answered from the request, never stored.
-fn review(s: &Shared, def: &ResourceDef, mut obj: Value, user: &UserInfo) -> Value {
-    let user_json = |u: &UserInfo| json!({"username": u.name, "uid": u.uid, "groups": u.groups});
-    let status = match def.kind.as_str() {
-        "TokenReview" => {
-            let token = obj
-                .pointer("/spec/token")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            match s.authn.lookup(token) {
-                Some(mut u) => {
-                    if !u.groups.iter().any(|g| g == "system:authenticated") {
-                        u.groups.push("system:authenticated".into());
-                    }
-                    json!({"authenticated": true, "user": user_json(&u),
-                        "audiences": obj.pointer("/spec/audiences").cloned().unwrap_or(json!([]))})
-                }
-                None => json!({"user": {}, "error": "invalid bearer token"}),
-            }
-        }
-        "SelfSubjectReview" => json!({"userInfo": user_json(user)}),
-        "SelfSubjectRulesReview" => json!({
-            "resourceRules":[{"verbs":["*"],"apiGroups":["*"],"resources":["*"]}],
-            "nonResourceRules":[{"verbs":["*"],"nonResourceURLs":["*"]}],
-            "incomplete": false
-        }),
-        _ => {
-            let ra = obj
-                .pointer("/spec/resourceAttributes")
-                .cloned()
-                .unwrap_or(json!({}));
-            let f = |k: &str| ra.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let subject = if def.kind == "SelfSubjectAccessReview" {
-                user.clone()
-            } else {
-                UserInfo {
-                    name: obj
-                        .pointer("/spec/user")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .into(),
-                    groups: obj
-                        .pointer("/spec/groups")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|g| g.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    ..Default::default()
-                }
-            };
-            let attrs = Attributes {
-                verb: f("verb"),
-                resource_request: obj.pointer("/spec/resourceAttributes").is_some(),
-                group: f("group"),
-                version: f("version"),
-                resource: f("resource"),
-                subresource: f("subresource"),
-                namespace: f("namespace"),
-                name: f("name"),
-                path: obj
-                    .pointer("/spec/nonResourceAttributes/path")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .into(),
-            };
-            match authorize(&subject, &attrs) {
-                Decision::Allow => json!({"allowed": true}),
-                Decision::Deny(r) => json!({"allowed": false, "denied": true, "reason": r}),
-                Decision::NoOpinion => json!({"allowed": false}),
-            }
-        }
-    };
-    if let Some(o) = obj.as_object_mut() {
-        o.insert("status".into(), status);
-        o.entry("metadata").or_insert_with(|| json!({}));
-        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("creationTimestamp".into(), Value::Null);
-        }
-    }
-    stamped(def, &obj)
-}
-
-/// `POST serviceaccounts/<name>/token`: mint a bearer token for the service account.
-fn token_request(
-    s: &Shared,
-    t: &Target,
-    headers: &HeaderMap,
-    bytes: &[u8],
-    dry_run: bool,
-) -> Result<Response, ApiError> {
-    let name = t.name.clone().unwrap_or_default();
-    let ns = t.namespace.clone().unwrap_or_default();
-    let sa = s
-        .store
-        .get(&t.key(&name))
-        .ok_or_else(|| ApiError::not_found("", "serviceaccounts", &name))?;
-    let mut req = decode_object(headers, bytes)?;
-    let seconds = req
-        .pointer("/spec/expirationSeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(3600)
-        .max(600);
-    let mut raw = [0u8; 32];
-    random_bytes(&mut raw);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-    if !dry_run {
-        s.authn.add_token(
-            &token,
-            UserInfo {
-                name: format!("system:serviceaccount:{ns}:{name}"),
-                uid: meta_str(&sa, "uid").to_string(),
-                groups: vec![
-                    "system:serviceaccounts".into(),
-                    format!("system:serviceaccounts:{ns}"),
-                ],
-                extra: Default::default(),
-            },
-        );
-    }
-    let expires = crate::store::format_rfc3339(crate::store::unix_seconds() + seconds);
-    if let Some(o) = req.as_object_mut() {
-        o.insert("kind".into(), json!("TokenRequest"));
-        o.insert("apiVersion".into(), json!("authentication.k8s.io/v1"));
-        let m = o.entry("metadata").or_insert_with(|| json!({}));
-        m["name"] = json!(name);
-        m["namespace"] = json!(ns);
-        m["creationTimestamp"] = Value::Null;
-        o.insert(
-            "status".into(),
-            json!({"token": token, "expirationTimestamp": expires}),
-        );
-        if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("expirationSeconds".into(), json!(seconds));
-        }
-    }
-    Ok(json_response(201, &req))
 }
 
 #[cfg(test)]

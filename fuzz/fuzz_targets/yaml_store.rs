@@ -1,10 +1,13 @@
 //! The YAML store: parse arbitrary text; whatever parses must survive emit + parse
-//! unchanged (documents, key order, values with their types, comments).
+//! unchanged (documents, key order, values with their types, comments), and must parse
+//! the same with its line breaks written as CR.
 //!
 //! Equality is `Node`'s, except that floats compare by bits with all NaNs equal
 //! (`.nan` must come back as NaN; `PartialEq` would call NaN != NaN a difference,
-//! and `0.0 == -0.0` would hide a lost sign). On a difference the panic names the
-//! first differing path, with the texts unredacted (fuzz inputs are not secrets).
+//! and `0.0 == -0.0` would hide a lost sign), and a whole-number float may come back
+//! as the same number typed int (yaml.v3's float style, see `same_scalar`). On a
+//! difference the panic names the first differing path, with the texts unredacted
+//! (fuzz inputs are not secrets).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,7 +28,13 @@ fn scalar_text(s: &Scalar) -> String {
 
 fn same_scalar(a: &Scalar, b: &Scalar) -> bool {
     match (a, b) {
-        (Scalar::Float(x), Scalar::Float(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+        (Scalar::Float(x), Scalar::Float(y)) => {
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+        }
+        // Known and intended (sops does the same): yaml.v3 writes floats in Go's `%g`
+        // style, so a whole-number float (`08`, `1.`, `1e3`, `-0.0`) is written `8`, `1`,
+        // `1000`, `-0` and reads back as that int. The number must still be the same.
+        (Scalar::Float(x), Scalar::Int(i)) => x.fract() == 0.0 && *i as f64 == *x,
         _ => a == b,
     }
 }
@@ -83,6 +92,55 @@ fn diff(path: &str, a: &Node, b: &Node) -> Option<String> {
     }
 }
 
+/// Moves the comments that open a map which is a list item out to the list, before the
+/// item. Known and intended (sops 3.11 does the same): such a comment (`- a: # c` puts
+/// one there) is written as the item's head comment (`# c` above `- a:`), which reads
+/// back as a comment of the list. The emitted text is sops' own; only the tree level of
+/// the comment moves, so both parses are compared after this.
+fn hoist_item_comments(node: &Node) -> Node {
+    match node {
+        Node::Map(items) => Node::Map(
+            items
+                .iter()
+                .map(|i| match i {
+                    MapItem::Entry(k, v) => MapItem::Entry(k.clone(), hoist_item_comments(v)),
+                    c => c.clone(),
+                })
+                .collect(),
+        ),
+        Node::List(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                match hoist_item_comments(item) {
+                    Node::Map(mut entries) => {
+                        let n = entries.iter().take_while(|e| matches!(e, MapItem::Comment(_))).count();
+                        for e in entries.drain(..n) {
+                            if let MapItem::Comment(t) = e {
+                                out.push(Node::Comment(t));
+                            }
+                        }
+                        out.push(Node::Map(entries));
+                    }
+                    other => out.push(other),
+                }
+            }
+            Node::List(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// The first difference between two parses, if any.
+fn first_difference(docs: &[Node], again: &[Node]) -> Option<String> {
+    if docs.len() != again.len() {
+        return Some(format!("{} documents vs {}", docs.len(), again.len()));
+    }
+    docs.iter()
+        .zip(again)
+        .enumerate()
+        .find_map(|(i, (a, b))| diff(&format!("doc{i}"), a, b))
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -90,20 +148,29 @@ fuzz_target!(|data: &[u8]| {
     let Ok(docs) = yaml::parse(text) else {
         return;
     };
+
+    // 1. emit + parse gives the same documents.
     let out = yaml::emit(&docs, 4);
     let again = match yaml::parse(&out) {
         Ok(d) => d,
         Err(e) => panic!("emitted YAML does not parse: {e}\n--- input\n{text:?}\n--- emitted\n{out}"),
     };
-    let mut problem = (docs.len() != again.len())
-        .then(|| format!("{} documents vs {}", docs.len(), again.len()));
-    for (i, (a, b)) in docs.iter().zip(&again).enumerate() {
-        if problem.is_some() {
-            break;
-        }
-        problem = diff(&format!("doc{i}"), a, b);
-    }
-    if let Some(p) = problem {
+    let hoisted = |d: &[Node]| d.iter().map(hoist_item_comments).collect::<Vec<_>>();
+    if let Some(p) = first_difference(&hoisted(&docs), &hoisted(&again)) {
         panic!("round trip changed the documents: {p}\n--- input\n{text:?}\n--- emitted\n{out}");
+    }
+
+    // 2. Line breaks: YAML reads a lone CR as LF (and CRLF as one break), so the same text
+    //    with every LF turned into CR must parse to the same documents.
+    if !text.contains('\r') && text.contains('\n') {
+        let cr = text.replace('\n', "\r");
+        match yaml::parse(&cr) {
+            Ok(cr_docs) => {
+                if let Some(p) = first_difference(&docs, &cr_docs) {
+                    panic!("LF -> CR changed the documents: {p}\n--- input\n{text:?}");
+                }
+            }
+            Err(e) => panic!("LF -> CR makes the input fail: {e}\n--- input\n{text:?}"),
+        }
     }
 });

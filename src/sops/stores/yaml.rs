@@ -601,7 +601,9 @@ fn scan_comments<'a>(input: &'a str, spans: &[(usize, usize)]) -> Vec<Comment<'a
             si += 1;
         }
         let in_span = si < spans.len() && spans[si].0 <= ci;
-        if c == b'\n' {
+        // Line breaks as YAML (saphyr, libyaml) has them: LF, CRLF, and a lone CR. The CR of
+        // a CRLF is skipped as a blank; a lone CR is a break like LF.
+        if c == b'\n' || (c == b'\r' && bytes.get(b + 1) != Some(&b'\n')) {
             line += 1;
             col = 0;
             content = false;
@@ -611,9 +613,8 @@ fn scan_comments<'a>(input: &'a str, spans: &[(usize, usize)]) -> Vec<Comment<'a
             continue;
         }
         if c == b'#' && !in_span && prev_blank {
-            let end = input[b..].find('\n').map_or(input.len(), |x| b + x);
+            let end = input[b..].find(['\n', '\r']).map_or(input.len(), |x| b + x);
             let text = &input[b + 1..end];
-            let text = text.strip_suffix('\r').unwrap_or(text);
             out.push(Comment {
                 pos: ci,
                 col,
@@ -994,8 +995,14 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
     let comments = scan_comments(input, &spans);
     drop(spans);
 
+    // Lines end at LF, CRLF or a lone CR, as saphyr counts them for the spans.
+    let bytes = input.as_bytes();
     let mut line_starts = vec![0usize];
-    line_starts.extend(input.match_indices('\n').map(|(i, _)| i + 1));
+    line_starts.extend((0..bytes.len()).filter_map(|i| match bytes[i] {
+        b'\n' => Some(i + 1),
+        b'\r' if bytes.get(i + 1) != Some(&b'\n') => Some(i + 1),
+        _ => None,
+    }));
     let mut bld = Builder {
         input,
         line_starts,
@@ -3223,5 +3230,22 @@ mod tests {
         assert_eq!(t("2024-02-30"), None);
         assert_eq!(t("2024-01-15T10:30:00"), None);
         assert_eq!(t("2024-01-15T24:00:00Z"), None);
+    }
+
+    #[test]
+    fn lone_cr_is_a_line_break() {
+        // Found by fuzz/yaml_store (input `#\rc:`): a lone CR ends a line in YAML, so
+        // `c:` is a key, not part of the comment, and no comment text holds a CR.
+        let docs = parse("#\rc: 1").unwrap();
+        assert_eq!(docs, parse("#\nc: 1").unwrap());
+        assert_eq!(docs[0].get("c"), Some(&Node::Scalar(Scalar::Int(1))));
+        assert_eq!(parse(&emit(&docs, 4)).unwrap(), docs);
+        // Comments keep their places when every break is a CR, and a CRLF is one break.
+        let lf = "a:\n  # head\n  - x # eol\n  # foot\nb: 1\n# last\nn:\n- t:\n #\n";
+        assert_eq!(parse(&lf.replace('\n', "\r")).unwrap(), parse(lf).unwrap());
+        assert_eq!(
+            parse(&lf.replace('\n', "\r\n")).unwrap(),
+            parse(lf).unwrap()
+        );
     }
 }
