@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::age_keys::Identities;
 use crate::policy::{PolicySet, Subject};
-use crate::render::parse_vault_ref;
+use crate::render::{parse_vault_ref, scrub_quoted};
 use crate::sealed;
 use crate::sops::tree::{MapItem, Node, Scalar};
 use crate::sops::{self, DecryptOptions, Format};
@@ -115,7 +115,10 @@ pub fn check_file(
         Ok(enc) => {
             if let Some(ids) = ids {
                 if let Err(e) = sops::decrypt(bytes, format, ids, &[], DecryptOptions::default()) {
-                    add(1, format!("SOPS file does not decrypt: {e}"));
+                    add(
+                        1,
+                        format!("SOPS file does not decrypt: {}", scrub_quoted(&e.to_string())),
+                    );
                 }
             }
             (enc.docs, true)
@@ -125,13 +128,13 @@ pub fn check_file(
             Err(e) => {
                 add(
                     line_in_message(&e).unwrap_or(1),
-                    format!("does not parse: {e}"),
+                    format!("does not parse: {}", scrub_quoted(&e)),
                 );
                 return findings;
             }
         },
         Err(e) => {
-            let m = e.to_string();
+            let m = scrub_quoted(&e.to_string());
             add(
                 line_in_message(&m).unwrap_or(1),
                 format!("cannot be read: {m}"),

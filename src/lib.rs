@@ -10,3 +10,4 @@ pub mod policy;
 pub mod render;
 pub mod sealed;
 pub mod sops;
+pub mod source;

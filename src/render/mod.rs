@@ -139,6 +139,24 @@ fn err(file: &Path, message: impl Into<String>) -> RenderError {
     }
 }
 
+/// Parser messages may quote the offending scalar between backticks (``cannot decode !!str
+/// `VALUE` as a !!int``); that scalar can be a Secret value, so it is cut out of every
+/// message that leaves the renderer or `check`.
+pub fn scrub_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find('`') {
+        let Some(len) = rest[start + 1..].find('`') else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        out.push_str("`<redacted>`");
+        rest = &rest[start + 1 + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The manifest files under `root`, sorted, refusing anything that leaves it.
 pub fn manifest_files(root: &Path, limits: Limits) -> Result<Vec<PathBuf>, RenderError> {
     let canon_root = root.canonicalize().map_err(|e| err(root, e.to_string()))?;
@@ -200,7 +218,16 @@ pub fn render_dir(
     opts: &RenderOptions<'_>,
 ) -> Result<Vec<RenderedObject>, RenderError> {
     let mut out = Vec::new();
-    for file in manifest_files(root, opts.limits)? {
+    let files = manifest_files(root, opts.limits).map_err(|mut e| {
+        // Name files relative to the rendered directory, like every other error here.
+        if let Ok(rel) = e.file.strip_prefix(root)
+            && !rel.as_os_str().is_empty()
+        {
+            e.file = rel.to_path_buf();
+        }
+        e
+    })?;
+    for file in files {
         let rel = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
         let bytes = std::fs::read(&file).map_err(|e| err(&rel, e.to_string()))?;
         render_file(&rel, &bytes, opts, &mut out)?;
@@ -225,7 +252,7 @@ fn is_empty_doc(doc: &Node) -> bool {
     }
 }
 
-/// Renders one file's documents into `out`.
+/// Renders one file's documents into `out`; on an error `out` is unchanged.
 pub fn render_file(
     rel: &Path,
     bytes: &[u8],
@@ -247,15 +274,17 @@ pub fn render_file(
                 &[],
                 DecryptOptions::default(),
             )
-            .map_err(|e| err(rel, e.to_string()))?;
+            .map_err(|e| err(rel, scrub_quoted(&e.to_string())))?;
             (f.docs, true)
         }
         Err(_) => (
-            sealed::load_documents(bytes).map_err(|e| err(rel, e))?,
+            sealed::load_documents(bytes).map_err(|e| err(rel, scrub_quoted(&e)))?,
             false,
         ),
     };
     let docs = sealed::expand_lists(docs);
+    // Render into a local list: on an error `out` is left as it was (no partial file).
+    let mut rendered = Vec::with_capacity(docs.len());
     for (i, doc) in docs.into_iter().enumerate() {
         if is_empty_doc(&doc) {
             continue;
@@ -264,9 +293,9 @@ pub fn render_file(
             file: rel.to_path_buf(),
             document: i + 1,
         };
-        let obj = render_doc(doc, origin, from_sops, opts)?;
-        out.push(obj);
+        rendered.push(render_doc(doc, origin, from_sops, opts)?);
     }
+    out.append(&mut rendered);
     Ok(())
 }
 

@@ -497,3 +497,54 @@ pub fn assert_no_leak(out: &Output, secret: &[u8]) {
         );
     }
 }
+
+/// A path inside the repository (examples, example keys, policies).
+pub fn repo(rel: &str) -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"))).join(rel);
+    assert!(p.exists(), "{} is missing from the repository", p.display());
+    p
+}
+
+/// Copies a directory tree (regular files and directories only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
+    for e in entries {
+        let e = e.unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            write(&target, read(&e.path()));
+        }
+    }
+}
+
+/// Encrypts a plaintext YAML file with the real sops to `recipient`, encrypting only the
+/// keys `encrypted_regex` selects; returns the encrypted bytes.
+pub fn sops_encrypt_yaml(
+    sb: &Sandbox,
+    plain: &Path,
+    recipient: &str,
+    encrypted_regex: &str,
+) -> Vec<u8> {
+    let out = run(&mut sb.sops([
+        "encrypt".as_ref(),
+        "--age".as_ref(),
+        recipient.as_ref(),
+        "--encrypted-regex".as_ref(),
+        encrypted_regex.as_ref(),
+        "--input-type".as_ref(),
+        "yaml".as_ref(),
+        "--output-type".as_ref(),
+        "yaml".as_ref(),
+        plain.as_os_str(),
+    ]))
+    .ok();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ENC[AES256_GCM,"),
+        "sops encrypt printed no ciphertext"
+    );
+    out.stdout
+}

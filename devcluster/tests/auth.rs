@@ -1,0 +1,497 @@
+//! Authentication, impersonation, RBAC and the review APIs with the real kubectl and kube-rs.
+
+mod common;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+
+const SA: &str = "system:serviceaccount:team-a:deployer";
+const SA_GROUPS: [&str; 3] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:team-a",
+    "system:authenticated",
+];
+
+/// Namespace team-a with service account deployer.
+async fn team_a(env: &common::Env) {
+    env.kubectl_ok(&["create", "ns", "team-a"]).await;
+    env.kubectl_ok(&["create", "serviceaccount", "deployer", "-n", "team-a"])
+        .await;
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// kubectl's wording for a 401, on discovery or on the request itself.
+fn unauthorized(stderr: &str) -> bool {
+    stderr.contains("Unauthorized") || stderr.contains("provide credentials")
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_can_i_whoami_and_bootstrap_roles() {
+    let env = common::start().await;
+    team_a(&env).await;
+    let as_sa = format!("--as={SA}");
+    let can_i = ["auth", "can-i", "create", "configmaps", "-n", "team-a"];
+
+    let out = env.kubectl(&[&can_i[..], &[as_sa.as_str()]].concat()).await;
+    assert_eq!(stdout(&out).trim(), "no", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1));
+
+    env.kubectl_ok(&[
+        "create",
+        "role",
+        "deployer",
+        "-n",
+        "team-a",
+        "--verb=create,get,list",
+        "--resource=configmaps",
+    ])
+    .await;
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "deployer",
+        "-n",
+        "team-a",
+        "--role=deployer",
+        "--serviceaccount=team-a:deployer",
+    ])
+    .await;
+    let out = env.kubectl(&[&can_i[..], &[as_sa.as_str()]].concat()).await;
+    assert_eq!(stdout(&out).trim(), "yes", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+    // Other namespaces and verbs stay closed.
+    let out = env
+        .kubectl(&[
+            "auth",
+            "can-i",
+            "delete",
+            "configmaps",
+            "-n",
+            "team-a",
+            &as_sa,
+        ])
+        .await;
+    assert_eq!(stdout(&out).trim(), "no");
+    let out = env
+        .kubectl(&[
+            "auth",
+            "can-i",
+            "create",
+            "configmaps",
+            "-n",
+            "default",
+            &as_sa,
+        ])
+        .await;
+    assert_eq!(stdout(&out).trim(), "no");
+
+    let list = env
+        .kubectl_ok(&["auth", "can-i", "--list", "-n", "team-a", &as_sa])
+        .await;
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("configmaps "))
+        .unwrap_or("");
+    assert!(line.contains("[create get list]"), "{list}");
+    assert!(
+        list.lines().any(|l| l.contains("selfsubjectaccessreviews")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("  ") || l.contains("[/api/*]")),
+        "{list}"
+    );
+
+    let who: Value = serde_json::from_str(
+        &env.kubectl_ok(&["auth", "whoami", "-o", "json", &as_sa])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(who["kind"], "SelfSubjectReview");
+    assert_eq!(who["status"]["userInfo"]["username"], SA);
+    assert_eq!(who["status"]["userInfo"]["groups"], json!(SA_GROUPS));
+    let me = env.kubectl_ok(&["auth", "whoami"]).await;
+    assert!(
+        me.contains("admin") && me.contains("system:masters"),
+        "{me}"
+    );
+
+    // The bootstrap policy is visible like on a real cluster, aggregated rules filled in.
+    let roles = env.kubectl_ok(&["get", "clusterroles", "-o", "name"]).await;
+    for r in ["cluster-admin", "admin", "edit", "view", "system:discovery"] {
+        assert!(
+            roles
+                .lines()
+                .any(|l| l == format!("clusterrole.rbac.authorization.k8s.io/{r}")),
+            "{r}: {roles}"
+        );
+    }
+    let view: Value = serde_json::from_str(
+        &env.kubectl_ok(&["get", "clusterrole", "view", "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert!(
+        view["rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "{view}"
+    );
+    let bindings = env
+        .kubectl_ok(&["get", "clusterrolebindings", "-o", "name"])
+        .await;
+    assert!(bindings.contains("clusterrolebinding.rbac.authorization.k8s.io/system:discovery"));
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_service_account_token_review_and_bearer() {
+    let env = common::start().await;
+    team_a(&env).await;
+    let token = env
+        .kubectl_ok(&["create", "token", "deployer", "-n", "team-a"])
+        .await
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+
+    let review = env.write(
+        "tokenreview.json",
+        &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": token}})
+        .to_string(),
+    );
+    let out: Value = serde_json::from_str(
+        &env.kubectl_ok(&["create", "--validate=false", "-f", &review, "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(out["status"]["authenticated"], true, "{out}");
+    assert_eq!(out["status"]["user"]["username"], SA);
+    assert_eq!(out["status"]["user"]["groups"], json!(SA_GROUPS));
+    let sa: Value = serde_json::from_str(
+        &env.kubectl_ok(&["get", "sa", "deployer", "-n", "team-a", "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(out["status"]["user"]["uid"], sa["metadata"]["uid"]);
+
+    // The token as bearer: authenticated, but RBAC forbids until a binding exists.
+    let as_token = |args: &[&str]| -> Vec<String> {
+        let mut v = vec![format!("--token={token}")];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| {
+        let env = &env;
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            env.kubectl(&refs).await
+        }
+    };
+    let out = run(as_token(&["get", "configmaps", "-n", "team-a"])).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "Error from server (Forbidden): configmaps is forbidden: User \"system:serviceaccount:team-a:deployer\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team-a\""
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(as_token(&["delete", "configmap", "x", "-n", "team-a"])).await;
+    assert!(
+        stderr(&out).contains(
+            "Error from server (Forbidden): configmaps \"x\" is forbidden: User \"system:serviceaccount:team-a:deployer\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"team-a\""
+        ),
+        "{}",
+        stderr(&out)
+    );
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "deployer-view",
+        "-n",
+        "team-a",
+        "--clusterrole=view",
+        "--serviceaccount=team-a:deployer",
+    ])
+    .await;
+    let out = run(as_token(&["get", "configmaps", "-n", "team-a"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(as_token(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]))
+    .await;
+    assert_eq!(stdout(&out), SA, "{}", stderr(&out));
+
+    // Deleting the service account invalidates its tokens.
+    env.kubectl_ok(&["delete", "sa", "deployer", "-n", "team-a"])
+        .await;
+    let out = run(as_token(&["get", "configmaps", "-n", "team-a"])).await;
+    assert!(!out.status.success());
+    assert!(unauthorized(&stderr(&out)), "{}", stderr(&out));
+    let out: Value = serde_json::from_str(
+        &env.kubectl_ok(&["create", "--validate=false", "-f", &review, "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_ne!(out["status"]["authenticated"], true, "{out}");
+    assert!(out["status"]["error"].is_string(), "{out}");
+
+    // Garbage tokens are 401 too.
+    let out = env
+        .kubectl(&["--token=not-a-token", "get", "configmaps", "-n", "team-a"])
+        .await;
+    assert!(unauthorized(&stderr(&out)), "{}", stderr(&out));
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_impersonation_needs_permission() {
+    // `--raw` skips discovery: a 403 on a discovery document shows kubectl's own message.
+    let env = common::start().await;
+    team_a(&env).await;
+    env.cluster.add_user_token("alice-token", "alice", &[]);
+    let out = env
+        .kubectl(&[
+            "--token=alice-token",
+            "get",
+            "--raw",
+            "/api/v1/namespaces/team-a/configmaps",
+            &format!("--as={SA}"),
+        ])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "serviceaccounts \"deployer\" is forbidden: User \"alice\" cannot impersonate resource \"serviceaccounts\" in API group \"\" in the namespace \"team-a\""
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = env
+        .kubectl(&["--token=alice-token", "get", "--raw", "/api", "--as=bob"])
+        .await;
+    assert!(
+        stderr(&out).contains(
+            "users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Non-resource paths: alice may read /version (system:public-info-viewer) but not /metrics.
+    let out = env
+        .kubectl(&["--token=alice-token", "get", "--raw", "/version"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .kubectl(&["--token=alice-token", "get", "--raw", "/metrics"])
+        .await;
+    assert!(
+        stderr(&out).contains(
+            "Error from server (Forbidden): forbidden: User \"alice\" cannot get path \"/metrics\""
+        ),
+        "{}",
+        stderr(&out)
+    );
+    env.cluster.shutdown().await;
+}
+
+/// A kube-rs client acting as `user` (and `groups`) through impersonation, as lockstep's
+/// engine does per application.
+async fn impersonating(env: &common::Env, user: &str, groups: Option<Vec<String>>) -> kube::Client {
+    let kc = kube::config::Kubeconfig::from_yaml(&env.cluster.kubeconfig()).expect("kubeconfig");
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("client config");
+    cfg.auth_info.impersonate = Some(user.to_string());
+    cfg.auth_info.impersonate_groups = groups;
+    kube::Client::try_from(cfg).expect("client")
+}
+
+fn forbidden(r: Result<impl std::fmt::Debug, kube::Error>) -> String {
+    match r {
+        Err(kube::Error::Api(s)) if s.is_forbidden() && s.code == 403 => s.message.clone(),
+        other => panic!("expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_impersonation_follows_rbac() {
+    let env = common::start().await;
+    team_a(&env).await;
+    let sa = impersonating(&env, SA, None).await;
+    let cms: Api<ConfigMap> = Api::namespaced(sa.clone(), "team-a");
+    let msg = forbidden(cms.list(&ListParams::default()).await);
+    assert_eq!(
+        msg,
+        "configmaps is forbidden: User \"system:serviceaccount:team-a:deployer\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team-a\""
+    );
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "deployer-view",
+        "-n",
+        "team-a",
+        "--clusterrole=view",
+        "--serviceaccount=team-a:deployer",
+    ])
+    .await;
+    cms.list(&ListParams::default()).await.expect("allowed now");
+    // view does not include writes.
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"a":"1"}}),
+    )
+    .expect("configmap");
+    forbidden(cms.create(&Default::default(), &cm).await);
+
+    // With explicit groups the SA groups are gone: only bindings for the user or those
+    // groups count.
+    let carol = impersonating(&env, "carol", Some(vec!["team-a-devs".into()])).await;
+    let carol_cms: Api<ConfigMap> = Api::namespaced(carol, "team-a");
+    let msg = forbidden(carol_cms.create(&Default::default(), &cm).await);
+    assert!(
+        msg.contains("User \"carol\" cannot create resource \"configmaps\""),
+        "{msg}"
+    );
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "devs-edit",
+        "-n",
+        "team-a",
+        "--clusterrole=edit",
+        "--group=team-a-devs",
+    ])
+    .await;
+    carol_cms
+        .create(&Default::default(), &cm)
+        .await
+        .expect("edit allows create");
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_prevention_for_bindings() {
+    let env = common::start().await;
+    env.kubectl_ok(&["create", "ns", "team-a"]).await;
+    env.kubectl_ok(&["create", "serviceaccount", "reconciler", "-n", "team-a"])
+        .await;
+    env.kubectl_ok(&[
+        "create",
+        "role",
+        "rbac-writer",
+        "-n",
+        "team-a",
+        "--verb=create,get,list",
+        "--resource=rolebindings,configmaps",
+    ])
+    .await;
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "reconciler",
+        "-n",
+        "team-a",
+        "--role=rbac-writer",
+        "--serviceaccount=team-a:reconciler",
+    ])
+    .await;
+    let token = env
+        .cluster
+        .service_account_token("team-a", "reconciler")
+        .expect("token");
+    let tok = format!("--token={token}");
+    let out = env
+        .kubectl(&[
+            &tok,
+            "create",
+            "rolebinding",
+            "grab-admin",
+            "-n",
+            "team-a",
+            "--clusterrole=cluster-admin",
+            "--serviceaccount=team-a:reconciler",
+        ])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "rolebindings.rbac.authorization.k8s.io \"grab-admin\" is forbidden: user \"system:serviceaccount:team-a:reconciler\" (groups=[\"system:serviceaccounts\" \"system:serviceaccounts:team-a\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}\n{NonResourceURLs:[\"*\"], Verbs:[\"*\"]}"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Binding a role whose permissions the requester holds is fine.
+    env.kubectl_ok(&[
+        &tok,
+        "create",
+        "rolebinding",
+        "share",
+        "-n",
+        "team-a",
+        "--role=rbac-writer",
+        "--user=dave",
+    ])
+    .await;
+    // Cluster-wide bindings need cluster-wide permission in the first place.
+    let out = env
+        .kubectl(&[
+            &tok,
+            "create",
+            "clusterrolebinding",
+            "grab",
+            "--clusterrole=cluster-admin",
+            "--user=dave",
+        ])
+        .await;
+    assert!(
+        stderr(&out).contains(
+            "clusterrolebindings.rbac.authorization.k8s.io is forbidden: User \"system:serviceaccount:team-a:reconciler\" cannot create resource \"clusterrolebindings\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Reviews: SubjectAccessReview by the admin, LocalSubjectAccessReview in the namespace.
+    let sar = env.write(
+        "sar.json",
+        &json!({"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
+            "spec":{"user":"dave","resourceAttributes":{"namespace":"team-a","verb":"create","resource":"rolebindings","group":"rbac.authorization.k8s.io"}}})
+        .to_string(),
+    );
+    let out: Value = serde_json::from_str(
+        &env.kubectl_ok(&["create", "--validate=false", "-f", &sar, "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(out["status"]["allowed"], true, "{out}");
+    assert_eq!(
+        out["status"]["reason"],
+        "RBAC: allowed by RoleBinding \"share/team-a\" of Role \"rbac-writer\" to User \"dave\""
+    );
+    let lsar = env.write(
+        "lsar.json",
+        &json!({"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview",
+            "metadata":{"namespace":"team-a"},
+            "spec":{"user":"dave","resourceAttributes":{"namespace":"team-a","verb":"delete","resource":"configmaps"}}})
+        .to_string(),
+    );
+    let out: Value = serde_json::from_str(
+        &env.kubectl_ok(&["create", "--validate=false", "-f", &lsar, "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(out["status"]["allowed"], false, "{out}");
+    env.cluster.shutdown().await;
+}

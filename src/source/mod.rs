@@ -1,0 +1,968 @@
+//! The Git source: fetch an application's repository with libgit2 (`git2`), resolve a
+//! branch, tag or commit, verify its signature, and check out exactly that commit.
+//!
+//! - Transports: https/http (username and password, or a bearer token), ssh (private key
+//!   from memory, host key checked against the given known_hosts, failing closed),
+//!   git:// and file://.
+//! - Cache: one bare repository per URL under `cache_dir/<hash of the URL without
+//!   password>/repo.git`; later fetches only transfer new objects. A lock file serialises
+//!   fetches of the same URL. The work tree of the fetched commit is written to
+//!   `cache_dir/<hash>/checkout/<commit>`; older checkouts of the same URL are removed.
+//! - Isolation: libgit2's global, XDG, system and program-data configuration search paths
+//!   are emptied once per process, so no `~/.gitconfig` (credential helpers, `insteadOf`,
+//!   proxies) applies; credentials come only from [`Credentials`], never from the
+//!   environment; the remote is anonymous, so a URL is never written to disk.
+//! - Signatures ([`Verification`]): SSH signatures are verified in-process
+//!   ([`sshsig`]); OpenPGP signatures with gpg in a throw-away GNUPGHOME that holds only
+//!   the allowed keys ([`openpgp`]). Unsigned, unknown-signer and bad signatures are
+//!   rejected with the reason and the commit.
+//! - Secrets: errors and logs carry the URL with any password replaced by `***`, and
+//!   every message from libgit2 is scrubbed of the password, token and key before use.
+
+pub mod known_hosts;
+pub mod openpgp;
+pub mod sshsig;
+pub mod url;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
+    RemoteCallbacks, Repository,
+};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use known_hosts::{HostKeyRejection, KnownHosts};
+use sshsig::SshSigner;
+use url::{Scheme, SourceUrl};
+
+/// What to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitRef {
+    Branch(String),
+    Tag(String),
+    /// A full (40 hex digits) or abbreviated (at least 7) commit id.
+    Commit(String),
+}
+
+impl fmt::Display for GitRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GitRef::Branch(b) => write!(f, "branch {b:?}"),
+            GitRef::Tag(t) => write!(f, "tag {t:?}"),
+            GitRef::Commit(c) => write!(f, "commit {c}"),
+        }
+    }
+}
+
+/// Credentials for one source, from a Secret (`data` keys as Flux names them) or from
+/// the CLI. `Debug` never shows a secret.
+#[derive(Debug, Default, Clone)]
+pub struct Credentials {
+    /// https user name; for ssh, the user when the URL names none (default `git`).
+    pub username: Option<String>,
+    /// https password or personal access token.
+    pub password: Option<SecretString>,
+    /// An `Authorization: Bearer` token for https.
+    pub bearer_token: Option<SecretString>,
+    /// An ssh private key (OpenSSH or PEM format).
+    pub ssh_private_key: Option<SecretString>,
+    /// The passphrase of `ssh_private_key`.
+    pub ssh_passphrase: Option<SecretString>,
+    /// known_hosts text for ssh; without it no ssh host is trusted.
+    pub known_hosts: Option<String>,
+}
+
+impl Credentials {
+    /// Reads Secret data with Flux's keys: `username`, `password`, `bearerToken`,
+    /// `identity` (ssh private key; `password` is then also its passphrase),
+    /// `known_hosts`. Other keys are ignored. Errors name the key, never the value.
+    pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, SourceError> {
+        let text = |key: &str| -> Result<Option<String>, SourceError> {
+            match data.get(key) {
+                None => Ok(None),
+                Some(v) => match std::str::from_utf8(v) {
+                    Ok(s) => Ok(Some(s.to_owned())),
+                    Err(_) => Err(SourceError::Credentials(format!(
+                        "the value of key {key:?} is not UTF-8 text"
+                    ))),
+                },
+            }
+        };
+        let secret = |key: &str| -> Result<Option<SecretString>, SourceError> {
+            Ok(text(key)?.map(|s| {
+                // Trailing newlines from `kubectl create secret --from-file` are not
+                // part of a password or token.
+                let trimmed = Zeroizing::new(s.trim_end_matches(['\r', '\n']).to_owned());
+                let mut s = s;
+                zeroize::Zeroize::zeroize(&mut s);
+                SecretString::from(trimmed.as_str())
+            }))
+        };
+        let username = text("username")?.map(|u| u.trim().to_owned());
+        let password = secret("password")?;
+        let bearer_token = secret("bearerToken")?;
+        let ssh_private_key = text("identity")?.map(|k| {
+            let k = Zeroizing::new(k);
+            SecretString::from(k.as_str())
+        });
+        let known_hosts = text("known_hosts")?;
+        if ssh_private_key.is_some()
+            && let Some(kh) = &known_hosts
+            && KnownHosts::parse(kh).is_empty()
+        {
+            return Err(SourceError::Credentials(
+                "key \"known_hosts\" holds no usable host key line".into(),
+            ));
+        }
+        let ssh_passphrase = if ssh_private_key.is_some() {
+            password.clone()
+        } else {
+            None
+        };
+        if username.as_deref() == Some("") {
+            return Err(SourceError::Credentials("key \"username\" is empty".into()));
+        }
+        Ok(Credentials {
+            username,
+            password,
+            bearer_token,
+            ssh_private_key,
+            ssh_passphrase,
+            known_hosts,
+        })
+    }
+
+    /// Every secret string, for scrubbing messages.
+    fn secrets(&self) -> Vec<String> {
+        [
+            &self.password,
+            &self.bearer_token,
+            &self.ssh_private_key,
+            &self.ssh_passphrase,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose_secret().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
+}
+
+/// Signature verification of the fetched revision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Verification {
+    #[default]
+    None,
+    /// The commit checked out must be signed by one of `signers`.
+    HeadCommit { signers: Vec<String> },
+    /// The reference must be an annotated tag signed by one of `signers`.
+    Tag { signers: Vec<String> },
+}
+
+/// One fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest<'a> {
+    pub url: &'a str,
+    pub reference: &'a GitRef,
+    pub credentials: Option<&'a Credentials>,
+    pub cache_dir: &'a Path,
+    pub verification: &'a Verification,
+}
+
+/// Transfer counters of a fetch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// Objects received from the server in this fetch (0 when nothing was new).
+    pub received_objects: usize,
+    pub received_bytes: usize,
+    /// True when the bare repository in the cache existed before this fetch.
+    pub cache_reused: bool,
+}
+
+/// A checked-out revision.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    /// `main@sha1:<commit>`, `v1.0.0@sha1:<commit>` or `sha1:<commit>`.
+    pub revision: String,
+    /// The full commit id.
+    pub commit: String,
+    /// A directory holding exactly the tree of `commit` (no `.git`).
+    pub dir: PathBuf,
+    /// Who signed, when verification was requested (a key fingerprint).
+    pub signer: Option<String>,
+    pub stats: FetchStats,
+}
+
+/// Why a fetch failed. Every variant names the URL (without password); none carries a
+/// credential.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("invalid git credentials: {0}")]
+    Credentials(String),
+    #[error("invalid git URL {url}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("{url}: ssh host key of {host} ({key_type} {fingerprint}) rejected: {reason}")]
+    HostKey {
+        url: String,
+        host: String,
+        key_type: String,
+        fingerprint: String,
+        reason: String,
+    },
+    #[error("{url}: authentication failed while fetching {reference}: {reason}")]
+    Auth {
+        url: String,
+        reference: String,
+        reason: String,
+    },
+    #[error("{url}: {reference} not found")]
+    NotFound { url: String, reference: String },
+    #[error("{url}: fetching {reference} failed: {reason}")]
+    Fetch {
+        url: String,
+        reference: String,
+        reason: String,
+    },
+    #[error("{url}: {reference} at commit {commit} failed verification: {reason}")]
+    Verification {
+        url: String,
+        reference: String,
+        commit: String,
+        reason: String,
+    },
+    #[error("{url}: checkout of commit {commit} failed: {reason}")]
+    Checkout {
+        url: String,
+        commit: String,
+        reason: String,
+    },
+    #[error("git cache {path}: {reason}")]
+    Cache { path: String, reason: String },
+}
+
+/// Scrubs secrets out of messages that came from libgit2 or gpg.
+struct Scrubber {
+    secrets: Vec<String>,
+}
+
+impl Scrubber {
+    fn scrub(&self, msg: &str) -> String {
+        let mut out = msg.to_owned();
+        for s in &self.secrets {
+            if s.len() >= 3 {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Scrubber {
+    fn drop(&mut self) {
+        for s in &mut self.secrets {
+            zeroize::Zeroize::zeroize(s);
+        }
+    }
+}
+
+/// Empties libgit2's configuration search paths once per process, so that no global,
+/// XDG, system or program-data configuration is read.
+fn isolate_libgit2() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        for level in [
+            git2::ConfigLevel::System,
+            git2::ConfigLevel::XDG,
+            git2::ConfigLevel::Global,
+            git2::ConfigLevel::ProgramData,
+        ] {
+            // SAFETY: set_search_path only updates libgit2's global settings; it is
+            // called once, before this module opens any repository.
+            unsafe { git2::opts::set_search_path(level, "") }
+                .map_err(|e| format!("cannot isolate libgit2 from git configuration: {e}"))?;
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+/// Fetches `req.reference` from `req.url` into the cache, verifies it and checks out
+/// exactly its commit.
+pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
+    let parsed = SourceUrl::parse(req.url).map_err(|reason| SourceError::Url {
+        url: SourceUrl::parse(req.url)
+            .map(|u| u.redacted)
+            .unwrap_or_else(|_| "(unparseable URL)".into()),
+        reason,
+    })?;
+    let url_r = parsed.redacted.clone();
+    let reference = req.reference.to_string();
+    let mut secrets = req.credentials.map(Credentials::secrets).unwrap_or_default();
+    if let Some(p) = &parsed.embedded_password {
+        secrets.push(p.clone());
+    }
+    let scrubber = Scrubber { secrets };
+    if let GitRef::Commit(c) = req.reference
+        && !(c.len() >= 7 && c.len() <= 40 && c.chars().all(|x| x.is_ascii_hexdigit()))
+    {
+        return Err(SourceError::Url {
+            url: url_r,
+            reason: format!("{c:?} is not a commit id (7 to 40 hex digits)"),
+        });
+    }
+    if let (Verification::Tag { .. }, GitRef::Branch(_) | GitRef::Commit(_)) =
+        (req.verification, req.reference)
+    {
+        return Err(SourceError::Verification {
+            url: url_r,
+            reference,
+            commit: "(not fetched)".into(),
+            reason: "tag verification needs a tag reference".into(),
+        });
+    }
+    isolate_libgit2().map_err(|reason| SourceError::Cache {
+        path: req.cache_dir.display().to_string(),
+        reason,
+    })?;
+
+    let base = req.cache_dir.join(parsed.cache_key());
+    let cache_err = |path: &Path, e: &dyn fmt::Display| SourceError::Cache {
+        path: path.display().to_string(),
+        reason: scrubber.scrub(&e.to_string()),
+    };
+    fs::create_dir_all(&base).map_err(|e| cache_err(&base, &e))?;
+    let lock_path = base.join("lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| cache_err(&lock_path, &e))?;
+    lock.lock().map_err(|e| cache_err(&lock_path, &e))?;
+
+    let repo_dir = base.join("repo.git");
+    let (repo, cache_reused) = open_or_init(&repo_dir).map_err(|e| cache_err(&repo_dir, &e))?;
+
+    // A commit already in the cache needs no network.
+    let cached_commit = match req.reference {
+        GitRef::Commit(c) => find_commit(&repo, c),
+        _ => None,
+    };
+    let mut stats = FetchStats {
+        cache_reused,
+        ..FetchStats::default()
+    };
+    if cached_commit.is_none() {
+        let (received_objects, received_bytes) =
+            fetch_into(&repo, req, &parsed, &scrubber, &reference)?;
+        stats.received_objects = received_objects;
+        stats.received_bytes = received_bytes;
+    }
+
+    // Resolve.
+    let not_found = || SourceError::NotFound {
+        url: url_r.clone(),
+        reference: reference.clone(),
+    };
+    let (commit_id, tag_object, label) = match req.reference {
+        GitRef::Branch(b) => {
+            let r = repo
+                .find_reference(&format!("refs/heads/{b}"))
+                .map_err(|_| not_found())?;
+            let c = r.peel_to_commit().map_err(|_| not_found())?;
+            (c.id(), None, Some(b.clone()))
+        }
+        GitRef::Tag(t) => {
+            let r = repo
+                .find_reference(&format!("refs/tags/{t}"))
+                .map_err(|_| not_found())?;
+            let target = r.target().ok_or_else(not_found)?;
+            let tag_obj = repo.find_tag(target).ok().map(|tg| tg.id());
+            let c = r.peel_to_commit().map_err(|_| not_found())?;
+            (c.id(), tag_obj, Some(t.clone()))
+        }
+        GitRef::Commit(c) => {
+            let id = match cached_commit {
+                Some(id) => id,
+                None => find_commit(&repo, c).ok_or_else(not_found)?,
+            };
+            (id, None, None)
+        }
+    };
+    let commit = commit_id.to_string();
+
+    // Verify.
+    let verify_err = |reason: String| SourceError::Verification {
+        url: url_r.clone(),
+        reference: reference.clone(),
+        commit: commit.clone(),
+        reason: scrubber.scrub(&reason),
+    };
+    let signer = match req.verification {
+        Verification::None => None,
+        Verification::HeadCommit { signers } => {
+            let allowed = AllowedSigners::parse(signers).map_err(verify_err)?;
+            let (sig, payload) = match repo.extract_signature(&commit_id, None) {
+                Ok((s, p)) => (s.to_vec(), p.to_vec()),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                    return Err(verify_err("the commit is not signed".into()));
+                }
+                Err(e) => {
+                    return Err(verify_err(format!("cannot read the commit signature: {e}")));
+                }
+            };
+            Some(allowed.verify(&sig, &payload).map_err(verify_err)?)
+        }
+        Verification::Tag { signers } => {
+            let allowed = AllowedSigners::parse(signers).map_err(verify_err)?;
+            let Some(tag_id) = tag_object else {
+                return Err(verify_err(
+                    "the tag is a lightweight tag, which cannot be signed".into(),
+                ));
+            };
+            let odb = repo
+                .odb()
+                .map_err(|e| verify_err(format!("cannot open the object database: {e}")))?;
+            let raw = odb
+                .read(tag_id)
+                .map_err(|e| verify_err(format!("cannot read the tag object: {e}")))?;
+            let (payload, sig) = split_tag_signature(raw.data())
+                .ok_or_else(|| verify_err("the tag is not signed".into()))?;
+            Some(allowed.verify(sig, payload).map_err(verify_err)?)
+        }
+    };
+
+    // Check out.
+    let checkouts = base.join("checkout");
+    let dir = checkouts.join(&commit);
+    if !dir.is_dir() {
+        let co_err = |reason: String| SourceError::Checkout {
+            url: url_r.clone(),
+            commit: commit.clone(),
+            reason: scrubber.scrub(&reason),
+        };
+        fs::create_dir_all(&checkouts).map_err(|e| co_err(e.to_string()))?;
+        let tmp = checkouts.join(format!(".tmp-{commit}-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| co_err(e.to_string()))?;
+        }
+        let written = repo
+            .find_commit(commit_id)
+            .and_then(|c| c.tree())
+            .map_err(|e| e.to_string())
+            .and_then(|tree| write_tree(&repo, &tree, &tmp, &tmp));
+        if let Err(e) = written {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(co_err(e));
+        }
+        fs::rename(&tmp, &dir).map_err(|e| co_err(e.to_string()))?;
+    }
+    // Keep only the current checkout of this URL.
+    if let Ok(entries) = fs::read_dir(&checkouts) {
+        for e in entries.flatten() {
+            if e.file_name() != std::ffi::OsStr::new(&commit) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    drop(lock);
+
+    let revision = match label {
+        Some(l) => format!("{l}@sha1:{commit}"),
+        None => format!("sha1:{commit}"),
+    };
+    tracing::info!(url = %url_r, %revision, received_objects = stats.received_objects, "fetched git source");
+    Ok(Checkout {
+        revision,
+        commit,
+        dir,
+        signer,
+        stats,
+    })
+}
+
+fn open_or_init(dir: &Path) -> Result<(Repository, bool), git2::Error> {
+    if dir.join("HEAD").is_file()
+        && let Ok(r) = Repository::open_bare(dir)
+    {
+        return Ok((r, true));
+    }
+    if dir.exists() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    let r = Repository::init_bare(dir)?;
+    Ok((r, false))
+}
+
+fn find_commit(repo: &Repository, id: &str) -> Option<Oid> {
+    let obj = if id.len() == 40 {
+        repo.find_object(Oid::from_str(id).ok()?, None).ok()?
+    } else {
+        repo.find_object_by_prefix(id, None).ok()?
+    };
+    obj.peel_to_commit().ok().map(|c| c.id())
+}
+
+/// Runs the network fetch. Returns (received objects, received bytes).
+fn fetch_into(
+    repo: &Repository,
+    req: &FetchRequest,
+    parsed: &SourceUrl,
+    scrubber: &Scrubber,
+    reference: &str,
+) -> Result<(usize, usize), SourceError> {
+    let url_r = parsed.redacted.clone();
+    let (refspecs, wanted): (Vec<String>, Option<String>) = match req.reference {
+        GitRef::Branch(b) => (
+            vec![format!("+refs/heads/{b}:refs/heads/{b}")],
+            Some(format!("refs/heads/{b}")),
+        ),
+        GitRef::Tag(t) => (
+            vec![format!("+refs/tags/{t}:refs/tags/{t}")],
+            Some(format!("refs/tags/{t}")),
+        ),
+        GitRef::Commit(_) => (
+            vec![
+                "+refs/heads/*:refs/heads/*".to_owned(),
+                "+refs/tags/*:refs/tags/*".to_owned(),
+            ],
+            None,
+        ),
+    };
+    if let Some(w) = &wanted
+        && !git2::Reference::is_valid_name(w)
+    {
+        return Err(SourceError::Url {
+            url: url_r,
+            reason: format!("{reference} is not a valid reference name"),
+        });
+    }
+
+    let creds = req.credentials;
+    let host_key_failure: RefCell<Option<SourceError>> = RefCell::new(None);
+    let auth_attempts = Cell::new(0u32);
+    let auth_problem: RefCell<Option<String>> = RefCell::new(None);
+    let known = creds
+        .and_then(|c| c.known_hosts.as_deref())
+        .map(KnownHosts::parse)
+        .unwrap_or_default();
+    let host_names = {
+        let mut v = vec![parsed.known_hosts_name()];
+        if !v.contains(&parsed.host) && parsed.port.is_none_or(|p| p == 22) {
+            v.push(parsed.host.clone());
+        }
+        v
+    };
+    let mut callbacks = RemoteCallbacks::new();
+
+    callbacks.credentials(|_url, username_from_url, allowed| {
+        let attempt = auth_attempts.get() + 1;
+        auth_attempts.set(attempt);
+        if attempt > 3 {
+            *auth_problem.borrow_mut() = Some("the server rejected the credentials".into());
+            return Err(git2::Error::from_str("authentication failed"));
+        }
+        let Some(c) = creds else {
+            *auth_problem.borrow_mut() =
+                Some("the server asks for credentials and none were given".into());
+            return Err(git2::Error::from_str("no credentials"));
+        };
+        let user = username_from_url
+            .map(str::to_owned)
+            .or_else(|| c.username.clone());
+        if allowed.contains(CredentialType::SSH_KEY) {
+            let Some(key) = &c.ssh_private_key else {
+                *auth_problem.borrow_mut() =
+                    Some("the server asks for an ssh key and no identity was given".into());
+                return Err(git2::Error::from_str("no ssh key"));
+            };
+            if attempt > 1 {
+                *auth_problem.borrow_mut() = Some("the server rejected the ssh key".into());
+                return Err(git2::Error::from_str("ssh key rejected"));
+            }
+            let user = user.unwrap_or_else(|| "git".to_owned());
+            return Cred::ssh_key_from_memory(
+                &user,
+                None,
+                key.expose_secret(),
+                c.ssh_passphrase.as_ref().map(|p| p.expose_secret()),
+            )
+            .map_err(|_| {
+                *auth_problem.borrow_mut() = Some(
+                    "the ssh private key could not be read (wrong format or passphrase)".into(),
+                );
+                git2::Error::from_str("unusable ssh key")
+            });
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            let Some(pw) = &c.password else {
+                *auth_problem.borrow_mut() =
+                    Some("the server asks for a password and none was given".into());
+                return Err(git2::Error::from_str("no password"));
+            };
+            if attempt > 1 {
+                *auth_problem.borrow_mut() =
+                    Some("the server rejected the username and password".into());
+                return Err(git2::Error::from_str("password rejected"));
+            }
+            // A token without a user name: hosts accept any non-empty user.
+            let user = user.unwrap_or_else(|| "git".to_owned());
+            return Cred::userpass_plaintext(&user, pw.expose_secret());
+        }
+        if allowed.contains(CredentialType::USERNAME) {
+            return Cred::username(&user.unwrap_or_else(|| "git".to_owned()));
+        }
+        *auth_problem.borrow_mut() = Some(format!(
+            "the server asks for an unsupported kind of credentials ({allowed:?})"
+        ));
+        Err(git2::Error::from_str("unsupported credential type"))
+    });
+
+    callbacks.certificate_check(|cert, host| {
+        let Some(hk) = cert.as_hostkey() else {
+            // TLS: libgit2 already checked the chain against the system roots.
+            return Ok(CertificateCheckStatus::CertificatePassthrough);
+        };
+        let (verdict, key_type, fpr) = if let Some(raw) = hk.hostkey() {
+            (
+                known.check(&host_names, raw),
+                known_hosts::key_type(raw).unwrap_or("unknown").to_owned(),
+                known_hosts::fingerprint(raw),
+            )
+        } else if let Some(sha) = hk.hash_sha256() {
+            use base64::Engine;
+            (
+                known.check_sha256(&host_names, sha),
+                hk.hostkey_type()
+                    .map(|t| t.name().to_owned())
+                    .unwrap_or_else(|| "unknown".into()),
+                format!(
+                    "SHA256:{}",
+                    base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha)
+                ),
+            )
+        } else {
+            (
+                Err(HostKeyRejection::UnknownHost),
+                "unknown".into(),
+                "(no key offered)".into(),
+            )
+        };
+        match verdict {
+            Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+            Err(why) => {
+                let reason = if known.is_empty() {
+                    "no known_hosts were given, so no ssh host is trusted".to_owned()
+                } else {
+                    why.to_string()
+                };
+                *host_key_failure.borrow_mut() = Some(SourceError::HostKey {
+                    url: url_r.clone(),
+                    host: if host.is_empty() {
+                        parsed.known_hosts_name()
+                    } else {
+                        parsed.known_hosts_name().replace(&parsed.host, host)
+                    },
+                    key_type,
+                    fingerprint: fpr,
+                    reason,
+                });
+                Err(git2::Error::from_str("host key rejected"))
+            }
+        }
+    });
+
+    let bearer = match (creds.and_then(|c| c.bearer_token.as_ref()), parsed.scheme) {
+        (Some(t), Scheme::Https | Scheme::Http) => Some(Zeroizing::new(format!(
+            "Authorization: Bearer {}",
+            t.expose_secret()
+        ))),
+        _ => None,
+    };
+    if parsed.scheme == Scheme::Http && creds.is_some_and(|c| c.password.is_some()) {
+        tracing::warn!(url = %url_r, "sending git credentials over plain http");
+    }
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks)
+        .download_tags(AutotagOption::None)
+        .prune(FetchPrune::Off)
+        .update_fetchhead(false);
+    if let Some(h) = &bearer {
+        fo.custom_headers(&[h.as_str()]);
+    }
+
+    let mut remote = repo
+        .remote_anonymous(req.url)
+        .map_err(|e| SourceError::Url {
+            url: url_r.clone(),
+            reason: scrubber.scrub(e.message()),
+        })?;
+    let result = remote.fetch(&refspecs, Some(&mut fo), None);
+    drop(fo);
+    if let Err(e) = result {
+        if let Some(hk) = host_key_failure.borrow_mut().take() {
+            return Err(hk);
+        }
+        if let Some(p) = auth_problem.borrow_mut().take() {
+            return Err(SourceError::Auth {
+                url: url_r,
+                reference: reference.to_owned(),
+                reason: p,
+            });
+        }
+        let msg = scrubber.scrub(e.message());
+        if e.class() == git2::ErrorClass::Http && (msg.contains("401") || msg.contains("403")) {
+            return Err(SourceError::Auth {
+                url: url_r,
+                reference: reference.to_owned(),
+                reason: msg,
+            });
+        }
+        return Err(SourceError::Fetch {
+            url: url_r,
+            reference: reference.to_owned(),
+            reason: msg,
+        });
+    }
+    let stats = remote.stats();
+    let counts = (stats.received_objects(), stats.received_bytes());
+    // The wanted reference must have been advertised in this fetch: a branch or tag
+    // deleted upstream must not be served from the cache.
+    if let Some(w) = &wanted {
+        let advertised = remote
+            .list()
+            .map(|heads| heads.iter().any(|h| h.name() == w))
+            .unwrap_or(false);
+        if !advertised {
+            if let Ok(mut r) = repo.find_reference(w) {
+                let _ = r.delete();
+            }
+            return Err(SourceError::NotFound {
+                url: url_r,
+                reference: reference.to_owned(),
+            });
+        }
+    }
+    Ok(counts)
+}
+
+/// The allowed signers, split by kind.
+struct AllowedSigners {
+    ssh: Vec<SshSigner>,
+    pgp_keys: Vec<String>,
+    pgp_fingerprints: Vec<String>,
+}
+
+impl AllowedSigners {
+    fn parse(signers: &[String]) -> Result<Self, String> {
+        if signers.is_empty() {
+            return Err("verification is required but no allowed signers are configured".into());
+        }
+        let mut out = AllowedSigners {
+            ssh: Vec::new(),
+            pgp_keys: Vec::new(),
+            pgp_fingerprints: Vec::new(),
+        };
+        for (i, s) in signers.iter().enumerate() {
+            let t = s.trim();
+            if t.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+                out.pgp_keys.push(t.to_owned());
+            } else if openpgp::looks_like_fingerprint(t) {
+                out.pgp_fingerprints.push(openpgp::normalize_fpr(t));
+            } else if let Some(k) = SshSigner::parse(t) {
+                out.ssh.push(k);
+            } else {
+                return Err(format!(
+                    "allowed signer #{} is neither an armored OpenPGP public key, an OpenPGP fingerprint nor an SSH public key",
+                    i + 1
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verifies `sig` over `payload`; returns the signer's fingerprint.
+    fn verify(&self, sig: &[u8], payload: &[u8]) -> Result<String, String> {
+        if sig.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
+            if self.ssh.is_empty() {
+                return Err("the revision has an SSH signature but no SSH signer is allowed".into());
+            }
+            return sshsig::verify(sig, payload, &self.ssh).map_err(|e| e.to_string());
+        }
+        if sig.starts_with(b"-----BEGIN PGP SIGNATURE-----") {
+            if self.pgp_keys.is_empty() {
+                return Err(
+                    "the revision has an OpenPGP signature but no OpenPGP public key is allowed (fingerprints alone cannot verify)"
+                        .into(),
+                );
+            }
+            let keys: Vec<&str> = self.pgp_keys.iter().map(String::as_str).collect();
+            let ring = openpgp::Keyring::new(&keys, &self.pgp_fingerprints)?;
+            return ring.verify(sig, payload);
+        }
+        Err("the signature is of an unsupported kind (only OpenPGP and SSH signatures are accepted)".into())
+    }
+}
+
+/// Splits a raw tag object into (signed payload, armored signature), as git does: the
+/// signature starts at the last line that begins an OpenPGP or SSH signature.
+fn split_tag_signature(raw: &[u8]) -> Option<(&[u8], &[u8])> {
+    const STARTS: [&[u8]; 3] = [
+        b"-----BEGIN PGP SIGNATURE-----",
+        b"-----BEGIN PGP MESSAGE-----",
+        b"-----BEGIN SSH SIGNATURE-----",
+    ];
+    let mut found = None;
+    let mut pos = 0;
+    while pos < raw.len() {
+        let rest = &raw[pos..];
+        if STARTS.iter().any(|s| rest.starts_with(s)) {
+            found = Some(pos);
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) => pos += nl + 1,
+            None => break,
+        }
+    }
+    found.map(|p| raw.split_at(p))
+}
+
+/// Writes a tree into `dir`. Names that could escape the directory (`..`, `/`, `.git`)
+/// and symlinks that point outside the checkout are refused.
+fn write_tree(
+    repo: &Repository,
+    tree: &git2::Tree,
+    dir: &Path,
+    root: &Path,
+) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in tree.iter() {
+        let name = entry
+            .name()
+            .map_err(|_| "a file name in the tree is not UTF-8".to_owned())?;
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\0')
+            || name.eq_ignore_ascii_case(".git")
+        {
+            return Err(format!("the tree contains an unsafe file name {name:?}"));
+        }
+        let path = dir.join(name);
+        let rel = || {
+            path.strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string()
+        };
+        match entry.filemode() {
+            0o040000 => {
+                let sub = repo
+                    .find_tree(entry.id())
+                    .map_err(|e| format!("{}: {e}", rel()))?;
+                write_tree(repo, &sub, &path, root)?;
+            }
+            0o100644 | 0o100755 | 0o100664 => {
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|e| format!("{}: {e}", rel()))?;
+                fs::write(&path, blob.content()).map_err(|e| format!("{}: {e}", rel()))?;
+                if entry.filemode() == 0o100755 {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                        .map_err(|e| format!("{}: {e}", rel()))?;
+                }
+            }
+            0o120000 => {
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|e| format!("{}: {e}", rel()))?;
+                let target = std::str::from_utf8(blob.content())
+                    .map_err(|_| format!("{}: symlink target is not UTF-8", rel()))?;
+                if !symlink_stays_inside(root, dir, Path::new(target)) {
+                    return Err(format!(
+                        "{}: symlink to {target:?} points outside the repository",
+                        rel()
+                    ));
+                }
+                std::os::unix::fs::symlink(target, &path)
+                    .map_err(|e| format!("{}: {e}", rel()))?;
+            }
+            0o160000 => {
+                // A submodule: its content is not part of this repository.
+                fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", rel()))?;
+            }
+            other => return Err(format!("{}: unsupported file mode {other:o}", rel())),
+        }
+    }
+    Ok(())
+}
+
+fn symlink_stays_inside(root: &Path, dir: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let Ok(start) = dir.strip_prefix(root) else {
+        return false;
+    };
+    let mut depth: Vec<&std::ffi::OsStr> = start
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => depth.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_data_uses_flux_keys_and_never_shows_values() {
+        let mut d = BTreeMap::new();
+        d.insert("username".to_owned(), b"bob".to_vec());
+        d.insert("password".to_owned(), b"canary-pw-77\n".to_vec());
+        let c = Credentials::from_secret_data(&d).unwrap();
+        assert_eq!(c.username.as_deref(), Some("bob"));
+        assert_eq!(c.password.as_ref().unwrap().expose_secret(), "canary-pw-77");
+        assert!(!format!("{c:?}").contains("canary-pw-77"));
+        d.insert("password".to_owned(), vec![0xff, 0xfe]);
+        let e = Credentials::from_secret_data(&d).unwrap_err().to_string();
+        assert!(e.contains("password") && e.contains("UTF-8"));
+    }
+
+    #[test]
+    fn tag_signature_split_and_symlinks() {
+        let raw = b"object 1\ntype commit\ntag v1\n\nmsg\n-----BEGIN SSH SIGNATURE-----\nabc\n-----END SSH SIGNATURE-----\n";
+        let (p, s) = split_tag_signature(raw).unwrap();
+        assert!(p.ends_with(b"msg\n"));
+        assert!(s.starts_with(b"-----BEGIN SSH"));
+        assert!(split_tag_signature(b"object 1\n\nmsg\n").is_none());
+        let root = Path::new("/r");
+        assert!(symlink_stays_inside(root, Path::new("/r/a"), Path::new("../b")));
+        assert!(!symlink_stays_inside(root, Path::new("/r/a"), Path::new("../../etc")));
+        assert!(!symlink_stays_inside(root, Path::new("/r"), Path::new("/etc/passwd")));
+    }
+}
