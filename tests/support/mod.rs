@@ -5,6 +5,8 @@
 //! by every file.
 #![allow(dead_code)]
 
+pub mod git;
+
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
