@@ -24,23 +24,35 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// 1-based line where each YAML document starts (after `---` separators).
+/// 1-based line where each YAML document starts: its first line of content, after the
+/// `---` separator and any blank or comment lines.
 fn document_lines(text: &str) -> Vec<usize> {
     let mut starts = vec![1];
     let mut first_content_seen = false;
+    // The current document has no content yet: its first content line is its start.
+    let mut awaiting = true;
     for (i, line) in text.lines().enumerate() {
-        let is_sep = line == "---" || line.starts_with("--- ");
+        let n = i + 1;
+        let is_sep = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        let is_content = !line.trim().is_empty() && !line.trim_start().starts_with('#');
         if is_sep {
             if first_content_seen {
-                starts.push(i + 2);
+                starts.push(n + 1);
             } else {
-                starts[0] = i + 2;
+                starts[0] = n + 1;
             }
-        } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
-            if !first_content_seen && starts.len() == 1 && starts[0] < i + 1 {
-                // The first document starts at its first line of content, after any
-                // leading comments.
-                starts[0] = i + 1;
+            awaiting = true;
+            let rest = line[3..].trim();
+            if !rest.is_empty() && !rest.starts_with('#') {
+                // `--- {a: 1}`: the document starts on the separator's line.
+                *starts.last_mut().expect("never empty") = n;
+                awaiting = false;
+                first_content_seen = true;
+            }
+        } else if is_content {
+            if awaiting {
+                *starts.last_mut().expect("never empty") = n;
+                awaiting = false;
             }
             first_content_seen = true;
         }
@@ -113,13 +125,16 @@ pub fn check_file(
     };
     let (docs, is_sops) = match sops::load_encrypted(bytes, format) {
         Ok(enc) => {
-            if let Some(ids) = ids {
-                if let Err(e) = sops::decrypt(bytes, format, ids, &[], DecryptOptions::default()) {
-                    add(
-                        1,
-                        format!("SOPS file does not decrypt: {}", scrub_quoted(&e.to_string())),
-                    );
-                }
+            if let Some(ids) = ids
+                && let Err(e) = sops::decrypt(bytes, format, ids, &[], DecryptOptions::default())
+            {
+                add(
+                    1,
+                    format!(
+                        "SOPS file does not decrypt: {}",
+                        scrub_quoted(&e.to_string())
+                    ),
+                );
             }
             (enc.docs, true)
         }
@@ -242,6 +257,12 @@ mod tests {
         assert_eq!(document_lines("---\na: 1\n"), vec![2]);
         assert_eq!(document_lines("# c\n---\na: 1\n---\nb: 1\n"), vec![3, 5]);
         assert_eq!(document_lines("# c\n# d\na: 1\n---\nb: 1\n"), vec![3, 5]);
+        // Blank and comment lines after a separator are not the document's start.
+        assert_eq!(
+            document_lines("a: 1\n---\n\n# c\nb: 2\n---\n---\nc: 3\n"),
+            vec![1, 5, 7, 8]
+        );
+        assert_eq!(document_lines("a: 1\n--- {b: 2}\n"), vec![1, 2]);
     }
 
     #[test]
@@ -265,5 +286,18 @@ mod tests {
         let bad = check_file(Path::new("b.yaml"), b"a: 1\nb: [\n", None, &none);
         assert_eq!(bad.len(), 1);
         assert!(bad[0].to_string().starts_with("b.yaml:"), "{}", bad[0]);
+        let tagged = check_file(
+            Path::new("t.yaml"),
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  p: !!int canary-q7\n",
+            None,
+            &none,
+        );
+        assert_eq!(tagged.len(), 1);
+        assert!(
+            tagged[0].to_string().starts_with("t.yaml:5: "),
+            "{}",
+            tagged[0]
+        );
+        assert!(!tagged[0].to_string().contains("canary"), "{}", tagged[0]);
     }
 }

@@ -88,7 +88,10 @@ fn identities_of(docs: &[Node]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn ids(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+/// (kind, name, namespace) expected of a rendered object.
+type Expected<'a> = (&'a str, &'a str, &'a str);
+
+fn ids(list: &[Expected]) -> Vec<(String, String, String)> {
     list.iter()
         .map(|(k, n, ns)| (k.to_string(), n.to_string(), ns.to_string()))
         .collect()
@@ -142,7 +145,7 @@ fn real_sops_app(sb: &Sandbox) -> PathBuf {
 #[test]
 fn example_apps_render_with_their_keys_and_policy_and_redact_secrets() {
     let sb = Sandbox::new();
-    let cases: [(&str, &[(&str, &str, &str)]); 3] = [
+    let cases: [(&str, &[Expected]); 3] = [
         (
             "frontend",
             &[
@@ -198,10 +201,7 @@ fn example_apps_render_with_their_keys_and_policy_and_redact_secrets() {
     let out = render(&sb, &repo("examples/apps/billing"), &["--reveal"]).ok();
     let d = docs(&out);
     let token = STANDARD.encode(BILLING_TOKEN);
-    assert_eq!(
-        str_at(&d[0], &["data", "API_TOKEN"]),
-        Some(token.as_str())
-    );
+    assert_eq!(str_at(&d[0], &["data", "API_TOKEN"]), Some(token.as_str()));
 
     // JSON output is redacted the same way.
     let out = render(&sb, &repo("examples/apps/billing"), &["-o", "json"]).ok();
@@ -243,7 +243,12 @@ fn the_rogue_app_is_refused_with_one_line_per_violation_and_nothing_on_stdout() 
             assert!(line.contains(needle), "{needle:?} missing in {line:?}");
         }
     }
-    assert_eq!(out.stderr.lines().count(), expected.len() + 1, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().count(),
+        expected.len() + 1,
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -257,7 +262,10 @@ fn a_secret_encrypted_by_the_real_sops_renders_only_with_the_right_identity() {
         identities_of(&d),
         ids(&[("ConfigMap", "cfg", "team-a"), ("Secret", "db", "team-a")])
     );
-    assert_eq!(str_at(&d[1], &["stringData", "password"]), Some("<redacted>"));
+    assert_eq!(
+        str_at(&d[1], &["stringData", "password"]),
+        Some("<redacted>")
+    );
     assert_eq!(str_at(&d[1], &["data", "token"]), Some("<redacted>"));
     assert_no_leak(&out, CANARY.as_bytes());
 
@@ -386,8 +394,11 @@ fn hostile_trees_are_refused_with_clear_errors() {
     }
     // A link that stays inside is fine.
     sb.write("link-in/real/cm.yaml", ok_cm);
-    std::os::unix::fs::symlink(sb.path("link-in/real/cm.yaml"), sb.path("link-in/alias.yaml"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        sb.path("link-in/real/cm.yaml"),
+        sb.path("link-in/alias.yaml"),
+    )
+    .unwrap();
     let out = run(&mut sb.lockstep(["render", s(&sb.path("link-in"))])).ok();
     assert_eq!(docs(&out).len(), 2);
 
@@ -399,15 +410,12 @@ fn hostile_trees_are_refused_with_clear_errors() {
     sb.write("big/ok.yaml", ok_cm);
     sb.write("big/big.yaml", &big);
     let out = run(&mut sb.lockstep(["render", s(&sb.path("big"))]));
-    assert_refused(
-        &out,
-        1,
-        &["big.yaml: is ", "over the 5242880 byte limit"],
-    );
+    assert_refused(&out, 1, &["big.yaml: is ", "over the 5242880 byte limit"]);
 
     // A YAML alias bomb (a billion laughs in nine levels).
-    let mut bomb =
-        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\nl0: &l0 [x,x,x,x,x,x,x,x,x,x]\n");
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\nl0: &l0 [x,x,x,x,x,x,x,x,x,x]\n",
+    );
     for i in 1..9 {
         let p = i - 1;
         bomb.push_str(&format!(
@@ -428,7 +436,9 @@ fn hostile_trees_are_refused_with_clear_errors() {
     // More than 10,000 objects (over two files, each under the size limit).
     for part in 0..2 {
         let many: String = (0..5001)
-            .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{part}-{i}}}\n"))
+            .map(|i| {
+                format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{part}-{i}}}\n")
+            })
             .collect();
         sb.write(&format!("many/part{part}.yaml"), many);
     }
@@ -454,12 +464,7 @@ fn check_on_the_example_tree_lists_exactly_the_rogue_findings() {
     copy_dir(&repo("examples/apps"), &sb.path("apps"));
     sb.copy_in(&repo(POLICY), "policies/tenant-baseline.yaml");
 
-    let out = run(&mut sb.lockstep([
-        "check",
-        "--policy",
-        "policies/tenant-baseline.yaml",
-        "apps",
-    ]));
+    let out = run(&mut sb.lockstep(["check", "--policy", "policies/tenant-baseline.yaml", "apps"]));
     assert_eq!(out.code, 1, "{}", out.all_text());
     let expected = [
         "apps/rogue/escalate.yaml:3: ClusterRoleBinding rogue-admin: denied by policy \"tenant-baseline\" (kinds.allow): kind rbac.authorization.k8s.io/ClusterRoleBinding is not in the allowed kinds",
@@ -549,7 +554,11 @@ fn check_finds_plaintext_secrets_partial_sops_files_parse_errors_and_mac_failure
         got[3],
         format!("repo/plain.yaml:5: Secret team-a/db: stringData.password is not encrypted; {fix}")
     );
-    assert!(out.stderr.contains("4 finding(s) in 4 file(s) checked"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("4 finding(s) in 4 file(s) checked"),
+        "{}",
+        out.stderr
+    );
     assert_no_leak(&out, CANARY.as_bytes());
 
     // Without an identity a tampered file cannot be told apart: no MAC claim, exit 0.
@@ -566,7 +575,9 @@ fn check_finds_plaintext_secrets_partial_sops_files_parse_errors_and_mac_failure
         assert_eq!(out.code, 1, "{}", out.all_text());
         let text = out.stdout_str();
         assert!(
-            text.starts_with("tampered/secret.enc.yaml:1: SOPS file does not decrypt: MAC mismatch"),
+            text.starts_with(
+                "tampered/secret.enc.yaml:1: SOPS file does not decrypt: MAC mismatch"
+            ),
             "{text}"
         );
         assert_eq!(text.lines().count(), 1, "{text}");
@@ -589,39 +600,75 @@ fn the_canary_never_appears_without_reveal_in_output_errors_or_trace_logs() {
         // The value under a tag it cannot have: parsers like to quote the value.
         (
             "tagged.yaml",
-            format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData:\n  p: !!int {CANARY}\n"),
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData:\n  p: !!int {CANARY}\n"
+            ),
         ),
         (
             "unterminated.yaml",
-            format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData:\n  p: \"{CANARY}\n"),
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData:\n  p: \"{CANARY}\n"
+            ),
         ),
         (
             "tab.yaml",
-            format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData:\n  p: {CANARY}\n\tq: 1\n"),
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData:\n  p: {CANARY}\n\tq: 1\n"
+            ),
         ),
         (
             "flow.json",
-            format!("{{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"data\": {{\"p\": \"{b64}\" \"x\"}}}}"),
+            format!(
+                "{{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"data\": {{\"p\": \"{b64}\" \"x\"}}}}"
+            ),
         ),
-        (
-            "scalar-doc.yaml",
-            format!("{CANARY}\n"),
-        ),
+        ("scalar-doc.yaml", format!("{CANARY}\n")),
         // A policy violation on a Secret holding the canary.
-        (
-            "kube-system.yaml",
-            canary_secret("s", "kube-system"),
-        ),
+        ("kube-system.yaml", canary_secret("s", "kube-system")),
     ];
     let k = sops_key();
     let (p, wrong) = (repo(POLICY), sealing_key());
     let mut runs: Vec<(Vec<String>, bool)> = vec![
-        (vec!["render".into(), s(&app).into(), "--identity".into(), s(&k).into()], true),
-        (vec!["render".into(), s(&app).into(), "--identity".into(), s(&k).into(), "-o".into(), "json".into()], true),
-        (vec!["render".into(), s(&app).into(), "--identity".into(), s(&wrong).into()], false),
+        (
+            vec![
+                "render".into(),
+                s(&app).into(),
+                "--identity".into(),
+                s(&k).into(),
+            ],
+            true,
+        ),
+        (
+            vec![
+                "render".into(),
+                s(&app).into(),
+                "--identity".into(),
+                s(&k).into(),
+                "-o".into(),
+                "json".into(),
+            ],
+            true,
+        ),
+        (
+            vec![
+                "render".into(),
+                s(&app).into(),
+                "--identity".into(),
+                s(&wrong).into(),
+            ],
+            false,
+        ),
         (vec!["render".into(), s(&app).into()], false),
         (vec!["render".into(), s(&sb.path("plain-app")).into()], true),
-        (vec!["check".into(), s(&app).into(), "--identity".into(), s(&k).into()], true),
+        (
+            vec![
+                "check".into(),
+                s(&app).into(),
+                "--identity".into(),
+                s(&k).into(),
+            ],
+            true,
+        ),
         (vec!["check".into(), s(&sb.path("plain-app")).into()], false),
     ];
     for (name, text) in &bad {
@@ -639,7 +686,12 @@ fn the_canary_never_appears_without_reveal_in_output_errors_or_trace_logs() {
             false,
         ));
         runs.push((
-            vec!["check".into(), "--policy".into(), s(&p).into(), s(dir).into()],
+            vec![
+                "check".into(),
+                "--policy".into(),
+                s(&p).into(),
+                s(dir).into(),
+            ],
             false,
         ));
     }
@@ -659,7 +711,12 @@ fn the_canary_never_appears_without_reveal_in_output_errors_or_trace_logs() {
                 out.all_text()
             );
             if !succeeds && args[0] == "render" {
-                assert!(out.stdout.is_empty(), "`{}`: {}", out.what, out.stdout_str());
+                assert!(
+                    out.stdout.is_empty(),
+                    "`{}`: {}",
+                    out.what,
+                    out.stdout_str()
+                );
             }
             assert_no_leak(&out, CANARY.as_bytes());
         }
@@ -668,5 +725,9 @@ fn the_canary_never_appears_without_reveal_in_output_errors_or_trace_logs() {
     let out = run(&mut sb.lockstep(["render", s(&sb.path("bad-tagged.yaml"))]));
     assert_refused(&out, 1, &["tagged.yaml: ", "as a !!int"]);
     let out = run(&mut sb.lockstep(["check", s(&sb.path("bad-tagged.yaml"))]));
-    assert!(out.stdout_str().contains("tagged.yaml:5: "), "{}", out.all_text());
+    assert!(
+        out.stdout_str().contains("tagged.yaml:5: "),
+        "{}",
+        out.all_text()
+    );
 }

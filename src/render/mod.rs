@@ -558,6 +558,48 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_file_leaves_no_partial_result_and_no_quoted_value() {
+        let none = Identities::default();
+        let opts = RenderOptions {
+            sops_identities: &none,
+            sealing_identities: &none,
+            destination_namespace: None,
+            vault: &NoVault,
+            limits: Limits::default(),
+        };
+        let mut out = Vec::new();
+        render_file(
+            Path::new("ok.yaml"),
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+            &opts,
+            &mut out,
+        )
+        .unwrap();
+        // The first document renders, the second is not an object: nothing is added.
+        let e = render_file(
+            Path::new("bad.yaml"),
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n---\nx: 1\n",
+            &opts,
+            &mut out,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("bad.yaml: document 2: "), "{e}");
+        assert_eq!(out.len(), 1);
+        // A parser message quoting a Secret value does not carry it out.
+        let e = render_file(
+            Path::new("tag.yaml"),
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  p: !!int canary-q7\n",
+            &opts,
+            &mut out,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tag.yaml") && e.contains("as a !!int"), "{e}");
+        assert!(!e.contains("canary"), "{e}");
+        assert_eq!(scrub_quoted("a `b` c `d"), "a `<redacted>` c `d");
+    }
+
+    #[test]
     fn a_sealed_secret_landing_in_another_namespace_fails_the_render() {
         let (seal_ids, seal_r) = ids();
         let d = tempfile::tempdir().unwrap();

@@ -94,7 +94,9 @@ impl KnownHosts {
 
     /// Like [`check`](Self::check) with only the SHA-256 of the key blob known.
     pub fn check_sha256(&self, names: &[String], sha256: &[u8]) -> Result<(), HostKeyRejection> {
-        self.check_with(names, |k| digest::digest(&digest::SHA256, k).as_ref() == sha256)
+        self.check_with(names, |k| {
+            digest::digest(&digest::SHA256, k).as_ref() == sha256
+        })
     }
 
     fn check_with(
@@ -215,10 +217,7 @@ mod tests {
         let kh = KnownHosts::parse(&format!("[127.0.0.1]:2222 ssh-ed25519 {KEY_A}\n"));
         let names = vec!["[127.0.0.1]:2222".to_owned()];
         assert_eq!(kh.check(&names, &blob(KEY_A)), Ok(()));
-        assert_eq!(
-            kh.check(&names, b"other"),
-            Err(HostKeyRejection::Mismatch)
-        );
+        assert_eq!(kh.check(&names, b"other"), Err(HostKeyRejection::Mismatch));
         assert_eq!(
             kh.check(&["127.0.0.1".to_owned()], &blob(KEY_A)),
             Err(HostKeyRejection::UnknownHost)

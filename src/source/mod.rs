@@ -304,7 +304,10 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
     })?;
     let url_r = parsed.redacted.clone();
     let reference = req.reference.to_string();
-    let mut secrets = req.credentials.map(Credentials::secrets).unwrap_or_default();
+    let mut secrets = req
+        .credentials
+        .map(Credentials::secrets)
+        .unwrap_or_default();
     if let Some(p) = &parsed.embedded_password {
         secrets.push(p.clone());
     }
@@ -625,7 +628,7 @@ fn fetch_into(
         Err(git2::Error::from_str("unsupported credential type"))
     });
 
-    callbacks.certificate_check(|cert, host| {
+    callbacks.certificate_check(|cert, _host| {
         let Some(hk) = cert.as_hostkey() else {
             // TLS: libgit2 already checked the chain against the system roots.
             return Ok(CertificateCheckStatus::CertificatePassthrough);
@@ -665,11 +668,7 @@ fn fetch_into(
                 };
                 *host_key_failure.borrow_mut() = Some(SourceError::HostKey {
                     url: url_r.clone(),
-                    host: if host.is_empty() {
-                        parsed.known_hosts_name()
-                    } else {
-                        parsed.known_hosts_name().replace(&parsed.host, host)
-                    },
+                    host: parsed.known_hosts_name(),
                     key_type,
                     fingerprint: fpr,
                     reason,
@@ -792,7 +791,9 @@ impl AllowedSigners {
     fn verify(&self, sig: &[u8], payload: &[u8]) -> Result<String, String> {
         if sig.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
             if self.ssh.is_empty() {
-                return Err("the revision has an SSH signature but no SSH signer is allowed".into());
+                return Err(
+                    "the revision has an SSH signature but no SSH signer is allowed".into(),
+                );
             }
             return sshsig::verify(sig, payload, &self.ssh).map_err(|e| e.to_string());
         }
@@ -836,12 +837,7 @@ fn split_tag_signature(raw: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Writes a tree into `dir`. Names that could escape the directory (`..`, `/`, `.git`)
 /// and symlinks that point outside the checkout are refused.
-fn write_tree(
-    repo: &Repository,
-    tree: &git2::Tree,
-    dir: &Path,
-    root: &Path,
-) -> Result<(), String> {
+fn write_tree(repo: &Repository, tree: &git2::Tree, dir: &Path, root: &Path) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for entry in tree.iter() {
         let name = entry
@@ -893,8 +889,7 @@ fn write_tree(
                         rel()
                     ));
                 }
-                std::os::unix::fs::symlink(target, &path)
-                    .map_err(|e| format!("{}: {e}", rel()))?;
+                std::os::unix::fs::symlink(target, &path).map_err(|e| format!("{}: {e}", rel()))?;
             }
             0o160000 => {
                 // A submodule: its content is not part of this repository.
@@ -961,8 +956,20 @@ mod tests {
         assert!(s.starts_with(b"-----BEGIN SSH"));
         assert!(split_tag_signature(b"object 1\n\nmsg\n").is_none());
         let root = Path::new("/r");
-        assert!(symlink_stays_inside(root, Path::new("/r/a"), Path::new("../b")));
-        assert!(!symlink_stays_inside(root, Path::new("/r/a"), Path::new("../../etc")));
-        assert!(!symlink_stays_inside(root, Path::new("/r"), Path::new("/etc/passwd")));
+        assert!(symlink_stays_inside(
+            root,
+            Path::new("/r/a"),
+            Path::new("../b")
+        ));
+        assert!(!symlink_stays_inside(
+            root,
+            Path::new("/r/a"),
+            Path::new("../../etc")
+        ));
+        assert!(!symlink_stays_inside(
+            root,
+            Path::new("/r"),
+            Path::new("/etc/passwd")
+        ));
     }
 }

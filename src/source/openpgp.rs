@@ -164,12 +164,18 @@ pub fn judge(status: &str, code: i32, allowed: &[String]) -> Result<String, Stri
                     "signed with OpenPGP key {keyid}, which is not an allowed signer"
                 ));
             }
-            ["EXPSIG", keyid, ..] => return Err(format!("the OpenPGP signature by {keyid} has expired")),
+            ["EXPSIG", keyid, ..] => {
+                return Err(format!("the OpenPGP signature by {keyid} has expired"));
+            }
             ["EXPKEYSIG", keyid, ..] => {
-                return Err(format!("the OpenPGP key {keyid} that made the signature has expired"));
+                return Err(format!(
+                    "the OpenPGP key {keyid} that made the signature has expired"
+                ));
             }
             ["REVKEYSIG", keyid, ..] => {
-                return Err(format!("the OpenPGP key {keyid} that made the signature is revoked"));
+                return Err(format!(
+                    "the OpenPGP key {keyid} that made the signature is revoked"
+                ));
             }
             ["VALIDSIG", fpr, rest @ ..] => {
                 let primary = rest.get(8).map(|s| s.to_string()).unwrap_or_default();
@@ -179,7 +185,9 @@ pub fn judge(status: &str, code: i32, allowed: &[String]) -> Result<String, Stri
         }
     }
     if code != 0 {
-        return Err(format!("gpg did not accept the signature (exit status {code})"));
+        return Err(format!(
+            "gpg did not accept the signature (exit status {code})"
+        ));
     }
     let Some(first) = valid.first() else {
         return Err("gpg reported no valid signature".into());
@@ -207,7 +215,10 @@ fn status_lines(out: &str) -> impl Iterator<Item = Vec<&str>> {
 /// Upper-case hex without spaces or a `0x` prefix.
 pub fn normalize_fpr(f: &str) -> String {
     let f = f.trim();
-    let f = f.strip_prefix("0x").or_else(|| f.strip_prefix("0X")).unwrap_or(f);
+    let f = f
+        .strip_prefix("0x")
+        .or_else(|| f.strip_prefix("0X"))
+        .unwrap_or(f);
     f.chars()
         .filter(|c| !c.is_whitespace())
         .collect::<String>()
@@ -232,12 +243,22 @@ mod tests {
             "[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG 89ABCDEF01234567 T\n[GNUPG:] VALIDSIG {FPR} 2024-01-01 1 0 4 0 22 10 00 {FPR}\n"
         );
         assert_eq!(judge(&good, 0, &[FPR.into()]), Ok(FPR.into()));
-        assert!(judge(&good, 0, &["AA".into()]).unwrap_err().contains("not an allowed"));
+        assert!(
+            judge(&good, 0, &["AA".into()])
+                .unwrap_err()
+                .contains("not an allowed")
+        );
         assert!(judge(&good, 1, &[FPR.into()]).is_err());
         assert!(judge("", 0, &[FPR.into()]).is_err());
         let bad = format!("{good}[GNUPG:] BADSIG 89ABCDEF01234567 T\n");
-        assert!(judge(&bad, 0, &[FPR.into()]).unwrap_err().contains("bad OpenPGP"));
-        assert!(looks_like_fingerprint("0123 4567 89ab cdef 0123  4567 89AB CDEF 0123 4567"));
+        assert!(
+            judge(&bad, 0, &[FPR.into()])
+                .unwrap_err()
+                .contains("bad OpenPGP")
+        );
+        assert!(looks_like_fingerprint(
+            "0123 4567 89ab cdef 0123  4567 89AB CDEF 0123 4567"
+        ));
         assert!(!looks_like_fingerprint("ssh-ed25519 AAAA"));
     }
 }

@@ -77,7 +77,11 @@ impl std::fmt::Display for SshSigError {
 
 /// Verifies an armored SSH signature over `payload`; on success returns the
 /// fingerprint of the signing key, which is one of `allowed`.
-pub fn verify(armored: &[u8], payload: &[u8], allowed: &[SshSigner]) -> Result<String, SshSigError> {
+pub fn verify(
+    armored: &[u8],
+    payload: &[u8],
+    allowed: &[SshSigner],
+) -> Result<String, SshSigError> {
     let blob = dearmor(armored)?;
     let mut r = Reader::new(&blob);
     let magic = r.bytes(MAGIC.len()).map_err(SshSigError::Malformed)?;
@@ -86,7 +90,9 @@ pub fn verify(armored: &[u8], payload: &[u8], allowed: &[SshSigner]) -> Result<S
     }
     let version = r.u32().map_err(SshSigError::Malformed)?;
     if version != 1 {
-        return Err(SshSigError::Unsupported(format!("SSHSIG version {version}")));
+        return Err(SshSigError::Unsupported(format!(
+            "SSHSIG version {version}"
+        )));
     }
     let public_key = r.string().map_err(SshSigError::Malformed)?;
     let namespace = r.string().map_err(SshSigError::Malformed)?;
@@ -220,7 +226,9 @@ fn dearmor(armored: &[u8]) -> Result<Vec<u8>, SshSigError> {
         }
     }
     if !ended {
-        return Err(SshSigError::Malformed("no BEGIN/END SSH SIGNATURE armor".into()));
+        return Err(SshSigError::Malformed(
+            "no BEGIN/END SSH SIGNATURE armor".into(),
+        ));
     }
     STANDARD
         .decode(b64.as_bytes())
@@ -292,7 +300,8 @@ mod tests {
             verify(b"nothing", b"x", &allowed),
             Err(SshSigError::Malformed(_))
         ));
-        let armored = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n";
+        let armored =
+            "-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n";
         assert!(matches!(
             verify(armored.as_bytes(), b"x", &allowed),
             Err(SshSigError::Malformed(_))

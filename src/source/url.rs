@@ -119,14 +119,20 @@ impl SourceUrl {
                 });
             }
         }
-        Err("not a URL (expected https://, http://, ssh://, git://, file:// or user@host:path)".into())
+        Err(
+            "not a URL (expected https://, http://, ssh://, git://, file:// or user@host:path)"
+                .into(),
+        )
     }
 
     /// The name of the cache directory for this URL: a hash of the URL without any
     /// password, so that rotating a password keeps the cache.
     pub fn cache_key(&self) -> String {
         let d = digest::digest(&digest::SHA256, self.redacted.as_bytes());
-        d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+        d.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The known_hosts name of this host: `host`, or `[host]:port` for a port other

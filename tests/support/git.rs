@@ -120,9 +120,15 @@ impl TestRepo {
         std::fs::create_dir_all(&work).expect("mkdir work");
         std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir srv");
         git(&work, &["init", "-q"]);
-        git(root.path(), &["init", "-q", "--bare", &bare.to_string_lossy()]);
+        git(
+            root.path(),
+            &["init", "-q", "--bare", &bare.to_string_lossy()],
+        );
         git(&bare, &["config", "http.receivepack", "true"]);
-        git(&bare, &["config", "uploadpack.allowReachableSHA1InWant", "true"]);
+        git(
+            &bare,
+            &["config", "uploadpack.allowReachableSHA1InWant", "true"],
+        );
         git(&work, &["remote", "add", "origin", &bare.to_string_lossy()]);
         write(&work.join("README.md"), "# test repository\n");
         for i in 0..files {
@@ -329,8 +335,15 @@ pub struct GitDaemon {
 impl GitDaemon {
     pub fn start(base: &Path) -> Self {
         let port = free_port();
-        let mut c = git_cmd(base);
-        c.arg("daemon")
+        // Run git-daemon itself (not through the `git` wrapper, which would leave the
+        // daemon running when killed).
+        let exec_path = git(base, &["--exec-path"]);
+        let daemon = Path::new(&exec_path).join("git-daemon");
+        assert!(daemon.is_file(), "{} is missing", daemon.display());
+        let mut c = Command::new(daemon);
+        c.current_dir(base)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .arg("--listen=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
@@ -394,9 +407,7 @@ impl HttpGit {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = axum::Router::new()
-                    .fallback(cgi_bridge)
-                    .with_state(state);
+                let app = axum::Router::new().fallback(cgi_bridge).with_state(state);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = rx.await;
@@ -478,7 +489,10 @@ async fn cgi_bridge(
         .env("CONTENT_TYPE", hdr(header::CONTENT_TYPE))
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("HTTP_CONTENT_ENCODING", hdr(header::CONTENT_ENCODING))
-        .env("GIT_PROTOCOL", hdr(header::HeaderName::from_static("git-protocol")))
+        .env(
+            "GIT_PROTOCOL",
+            hdr(header::HeaderName::from_static("git-protocol")),
+        )
         .env("REMOTE_USER", "tester")
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(Stdio::piped())
@@ -501,11 +515,18 @@ async fn cgi_bridge(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|p| (p, p + 4))
-        .or_else(|| data.windows(2).position(|w| w == b"\n\n").map(|p| (p, p + 2)));
+        .or_else(|| {
+            data.windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|p| (p, p + 2))
+        });
     let Some((head_end, body_start)) = split else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("bad CGI output; stderr: {}", String::from_utf8_lossy(&out.stderr)),
+            format!(
+                "bad CGI output; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
             .into_response();
     };
@@ -557,7 +578,8 @@ impl Sshd {
             .expect("temp dir");
         let host_key = dir.path().join("host_ed25519");
         let mut c = Command::new(tool("ssh-keygen"));
-        c.args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host_key);
+        c.args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key);
         run(&mut c).ok();
         let host_public = read_string(&host_key.with_extension("pub"));
         let host_public: String = host_public
