@@ -1,0 +1,574 @@
+//! The git source against real servers on loopback: file://, `git daemon`,
+//! `git http-backend` behind an HTTP server with basic auth, and `/usr/sbin/sshd`; and
+//! commit and tag signatures made by the real gpg and ssh-keygen.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use lockstep::source::{
+    self, Checkout, Credentials, FetchRequest, GitRef, SourceError, Verification,
+};
+use secrecy::SecretString;
+use support::git::{GitDaemon, GpgKey, HttpGit, Signer, SshKey, Sshd, TestRepo, git};
+
+const CANARY: &str = "canary-pw-9f3e1a";
+
+fn fetch(
+    url: &str,
+    r: &GitRef,
+    creds: Option<&Credentials>,
+    cache: &Path,
+    v: &Verification,
+) -> Result<Checkout, SourceError> {
+    source::fetch(&FetchRequest {
+        url,
+        reference: r,
+        credentials: creds,
+        cache_dir: cache,
+        verification: v,
+    })
+}
+
+fn ok(
+    url: &str,
+    r: &GitRef,
+    creds: Option<&Credentials>,
+    cache: &Path,
+    v: &Verification,
+) -> Checkout {
+    fetch(url, r, creds, cache, v).unwrap_or_else(|e| panic!("fetch of {r} from {url} failed: {e}"))
+}
+
+fn branch(b: &str) -> GitRef {
+    GitRef::Branch(b.into())
+}
+
+fn cache() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("lockstep-cache-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Every file below `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).expect("prefix").display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn assert_rejected(err: SourceError, commit: &str, reason_part: &str) {
+    let msg = err.to_string();
+    match &err {
+        SourceError::Verification {
+            commit: c, reason, ..
+        } => {
+            assert_eq!(c, commit, "{msg}");
+            assert!(
+                reason.contains(reason_part),
+                "expected {reason_part:?} in: {msg}"
+            );
+        }
+        other => panic!("expected a verification error, got: {other}"),
+    }
+    assert!(msg.contains(commit), "{msg}");
+}
+
+#[test]
+fn file_url_branch_tag_commit_and_revision_format() {
+    let repo = TestRepo::new(20);
+    let first = repo.head();
+    repo.tag("v1.0.0", None);
+    repo.lightweight_tag("light");
+    git(&repo.work, &["checkout", "-q", "-b", "feature/x"]);
+    let feature = repo.commit("feature.txt", "feature\n", None);
+    git(&repo.work, &["checkout", "-q", "main"]);
+    let second = repo.commit("apps/new.yaml", "kind: ConfigMap\n", None);
+    let c = cache();
+    let url = repo.file_url();
+    let none = Verification::None;
+
+    let main = ok(&url, &branch("main"), None, c.path(), &none);
+    assert_eq!(main.commit, second);
+    assert_eq!(main.revision, format!("main@sha1:{second}"));
+    assert!(main.dir.join("apps/new.yaml").is_file());
+    assert!(!main.dir.join(".git").exists());
+    assert_eq!(files(&main.dir).len(), 22, "{:?}", files(&main.dir));
+
+    let f = ok(&url, &branch("feature/x"), None, c.path(), &none);
+    assert_eq!(f.revision, format!("feature/x@sha1:{feature}"));
+    assert!(f.dir.join("feature.txt").is_file());
+
+    let t = ok(&url, &GitRef::Tag("v1.0.0".into()), None, c.path(), &none);
+    assert_eq!(
+        t.revision,
+        format!("v1.0.0@sha1:{first}"),
+        "tags report the commit"
+    );
+    assert!(!t.dir.join("apps/new.yaml").exists());
+    let l = ok(&url, &GitRef::Tag("light".into()), None, c.path(), &none);
+    assert_eq!(l.commit, first);
+
+    let by_id = ok(&url, &GitRef::Commit(first.clone()), None, c.path(), &none);
+    assert_eq!(by_id.revision, format!("sha1:{first}"));
+    let short = ok(
+        &url,
+        &GitRef::Commit(first[..10].into()),
+        None,
+        c.path(),
+        &none,
+    );
+    assert_eq!(short.commit, first);
+    assert_eq!(files(&short.dir), files(&t.dir));
+
+    // All of these used one cache entry for the URL.
+    assert_eq!(std::fs::read_dir(c.path()).expect("cache").count(), 1);
+
+    let missing = fetch(&url, &branch("nope"), None, c.path(), &none).unwrap_err();
+    assert!(matches!(missing, SourceError::NotFound { .. }), "{missing}");
+    assert!(missing.to_string().contains("nope"));
+    let bad = fetch(&url, &GitRef::Commit("zz".into()), None, c.path(), &none).unwrap_err();
+    assert!(bad.to_string().contains("not a commit id"), "{bad}");
+}
+
+#[test]
+fn git_daemon_incremental_fetch_and_deleted_branch() {
+    let repo = TestRepo::new(300);
+    let daemon = GitDaemon::start(&repo.srv_dir());
+    let url = daemon.url("repo.git");
+    let c = cache();
+    let none = Verification::None;
+
+    let first = ok(&url, &branch("main"), None, c.path(), &none);
+    assert!(!first.stats.cache_reused);
+    assert!(first.stats.received_objects > 300, "{:?}", first.stats);
+    assert_eq!(first.commit, repo.head());
+
+    let new = repo.commit("apps/app00/extra.yaml", "kind: Secret\n", None);
+    let second = ok(&url, &branch("main"), None, c.path(), &none);
+    assert_eq!(second.commit, new);
+    assert_eq!(second.revision, format!("main@sha1:{new}"));
+    assert!(second.stats.cache_reused);
+    // One commit, one new tree per changed directory level, one blob.
+    assert!(
+        second.stats.received_objects > 0 && second.stats.received_objects <= 6,
+        "incremental fetch transferred {:?}",
+        second.stats
+    );
+    assert!(second.dir.join("apps/app00/extra.yaml").is_file());
+    assert!(!first.dir.exists(), "the previous checkout is removed");
+
+    let third = ok(&url, &branch("main"), None, c.path(), &none);
+    assert_eq!(third.stats.received_objects, 0, "{:?}", third.stats);
+    assert_eq!(third.dir, second.dir);
+
+    // A branch deleted upstream is not served from the cache.
+    git(&repo.work, &["branch", "gone"]);
+    repo.publish();
+    ok(&url, &branch("gone"), None, c.path(), &none);
+    git(&repo.work, &["branch", "-D", "gone"]);
+    repo.publish();
+    let e = fetch(&url, &branch("gone"), None, c.path(), &none).unwrap_err();
+    assert!(matches!(e, SourceError::NotFound { .. }), "{e}");
+
+    // A commit not yet in the cache is fetched; one already there needs no server.
+    let newer = repo.commit("x.txt", "x\n", None);
+    let by_id = ok(&url, &GitRef::Commit(newer.clone()), None, c.path(), &none);
+    assert_eq!(by_id.commit, newer);
+    drop(daemon);
+    let offline = ok(&url, &GitRef::Commit(newer.clone()), None, c.path(), &none);
+    assert_eq!(offline.stats.received_objects, 0);
+    let down = fetch(&url, &branch("main"), None, c.path(), &none).unwrap_err();
+    assert!(matches!(down, SourceError::Fetch { .. }), "{down}");
+    assert!(down.to_string().contains(&url), "{down}");
+}
+
+fn http_creds(user: &str, password: &str) -> Credentials {
+    let mut d = BTreeMap::new();
+    d.insert("username".to_owned(), user.as_bytes().to_vec());
+    d.insert("password".to_owned(), format!("{password}\n").into_bytes());
+    Credentials::from_secret_data(&d).expect("credentials")
+}
+
+/// Collects tracing output of the closure (the fetch runs on this thread).
+fn with_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let w = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || w.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(sub, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().expect("logs")).into_owned();
+    (out, text)
+}
+
+fn grep_dir(dir: &Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    for f in files(dir) {
+        if let Ok(data) = std::fs::read(dir.join(&f))
+            && data.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            hits.push(f);
+        }
+    }
+    hits
+}
+
+#[test]
+fn http_backend_basic_auth_and_no_password_leaks() {
+    let repo = TestRepo::new(10);
+    let server = HttpGit::start(&repo.srv_dir(), "alice", CANARY);
+    let url = server.url("repo.git");
+    let c = cache();
+    let none = Verification::None;
+
+    let good = http_creds("alice", CANARY);
+    let (res, logs) = with_logs(|| fetch(&url, &branch("main"), Some(&good), c.path(), &none));
+    let co = res.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(co.commit, repo.head());
+    assert!(
+        server.unauthorized.load(Ordering::SeqCst) >= 1,
+        "the server asked for auth"
+    );
+    assert!(logs.contains("fetched git source"), "{logs}");
+    assert!(!logs.contains(CANARY));
+
+    // Incremental over http too.
+    let new = repo.commit("b.txt", "b\n", None);
+    let co = ok(&url, &branch("main"), Some(&good), c.path(), &none);
+    assert_eq!(co.commit, new);
+    assert!(
+        co.stats.cache_reused && co.stats.received_objects <= 4,
+        "{:?}",
+        co.stats
+    );
+
+    let wrong = http_creds("alice", &format!("{CANARY}-wrong"));
+    let (res, logs) = with_logs(|| fetch(&url, &branch("main"), Some(&wrong), c.path(), &none));
+    let e = res.unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+    let text = format!("{e} {e:?} {logs}");
+    assert!(text.contains(&url), "{text}");
+    assert!(!text.contains(CANARY), "the password leaked: {text}");
+
+    let e = fetch(&url, &branch("main"), None, c.path(), &none).unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+    assert!(e.to_string().contains("none were given"), "{e}");
+
+    // A password in the URL itself is scrubbed from errors and never stored.
+    let in_url = format!("http://alice:{CANARY}-x@127.0.0.1:{}/repo.git", server.port);
+    let e = fetch(&in_url, &branch("main"), None, c.path(), &none).unwrap_err();
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains(CANARY), "{text}");
+    assert!(text.contains("alice:***@"), "{text}");
+    assert!(
+        grep_dir(c.path(), CANARY).is_empty(),
+        "the cache holds the password"
+    );
+}
+
+fn ssh_creds(key: &SshKey, known_hosts: Option<&str>) -> Credentials {
+    let mut d = BTreeMap::new();
+    d.insert("identity".to_owned(), key.private_key.as_bytes().to_vec());
+    if let Some(kh) = known_hosts {
+        d.insert("known_hosts".to_owned(), kh.as_bytes().to_vec());
+    }
+    Credentials::from_secret_data(&d).expect("credentials")
+}
+
+#[test]
+fn sshd_fetch_with_known_hosts_failing_closed() {
+    let repo = TestRepo::new(10);
+    let sshd = Sshd::start();
+    let url = sshd.url(&repo.bare);
+    let c = cache();
+    let none = Verification::None;
+
+    let creds = ssh_creds(&sshd.client, Some(&sshd.known_hosts()));
+    let co = fetch(&url, &branch("main"), Some(&creds), c.path(), &none)
+        .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
+    assert_eq!(co.commit, repo.head());
+    let new = repo.commit("c.txt", "c\n", None);
+    let co = ok(&url, &branch("main"), Some(&creds), c.path(), &none);
+    assert_eq!(co.revision, format!("main@sha1:{new}"));
+    assert!(co.stats.received_objects <= 4, "{:?}", co.stats);
+
+    // Another host key for this host: refused, naming host and the offered key.
+    let other = SshKey::generate("ed25519");
+    let wrong_kh = format!("[127.0.0.1]:{} {}\n", sshd.port, other.public_line);
+    let creds_bad = ssh_creds(&sshd.client, Some(&wrong_kh));
+    let e = fetch(&url, &branch("main"), Some(&creds_bad), c.path(), &none).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, SourceError::HostKey { .. }), "{msg}");
+    assert!(msg.contains(&format!("[127.0.0.1]:{}", sshd.port)), "{msg}");
+    assert!(msg.contains(&sshd.host_fingerprint), "{msg}");
+    assert!(msg.contains("does not match"), "{msg}");
+
+    // The right key, but listed for another host/port: unknown host.
+    let other_port = format!("[127.0.0.1]:1 {}\n", sshd.host_public);
+    let e = fetch(
+        &url,
+        &branch("main"),
+        Some(&ssh_creds(&sshd.client, Some(&other_port))),
+        c.path(),
+        &none,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not in known_hosts"), "{e}");
+
+    // No known_hosts at all: nothing is trusted.
+    let e = fetch(
+        &url,
+        &branch("main"),
+        Some(&ssh_creds(&sshd.client, None)),
+        c.path(),
+        &none,
+    )
+    .unwrap_err();
+    assert!(matches!(e, SourceError::HostKey { .. }), "{e}");
+    assert!(e.to_string().contains("no known_hosts"), "{e}");
+
+    // A key the server does not authorize.
+    let e = fetch(
+        &url,
+        &branch("main"),
+        Some(&ssh_creds(&other, Some(&sshd.known_hosts()))),
+        c.path(),
+        &none,
+    )
+    .unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+    assert!(!format!("{e:?}").contains("PRIVATE KEY"), "{e:?}");
+}
+
+fn head_commit(signers: &[&Signer]) -> Verification {
+    Verification::HeadCommit {
+        signers: signers.iter().map(|s| s.allowed_entry()).collect(),
+    }
+}
+
+fn tag_mode(signers: &[&Signer]) -> Verification {
+    Verification::Tag {
+        signers: signers.iter().map(|s| s.allowed_entry()).collect(),
+    }
+}
+
+fn signed_head_commit_cases(signer: &Signer, other: &Signer, expected_signer: &str, kind: &str) {
+    let repo = TestRepo::new(5);
+    let daemon = GitDaemon::start(&repo.srv_dir());
+    let url = daemon.url("repo.git");
+    let c = cache();
+    let allowed = head_commit(&[signer]);
+
+    // Unsigned HEAD.
+    let unsigned = repo.head();
+    let e = fetch(&url, &branch("main"), None, c.path(), &allowed).unwrap_err();
+    assert_rejected(e, &unsigned, "not signed");
+
+    // Signed by the allowed key.
+    let good = repo.commit("signed.txt", "s\n", Some(signer));
+    let co = ok(&url, &branch("main"), None, c.path(), &allowed);
+    assert_eq!(co.commit, good);
+    assert_eq!(co.signer.as_deref(), Some(expected_signer), "{kind}");
+    // Several allowed signers of both kinds.
+    let both = head_commit(&[other, signer]);
+    ok(&url, &branch("main"), None, c.path(), &both);
+
+    // Signed by another key.
+    let by_other = repo.commit("other.txt", "o\n", Some(other));
+    let e = fetch(&url, &branch("main"), None, c.path(), &allowed).unwrap_err();
+    assert_rejected(e, &by_other, "not an allowed signer");
+
+    // A signed commit whose content was changed afterwards.
+    repo.commit("again.txt", "a\n", Some(signer));
+    let forged = repo.tamper_head();
+    let e = fetch(&url, &branch("main"), None, c.path(), &allowed).unwrap_err();
+    assert_rejected(e, &forged, "bad");
+
+    // Commit reference and HEAD-commit mode.
+    let co = ok(
+        &url,
+        &GitRef::Commit(good.clone()),
+        None,
+        c.path(),
+        &allowed,
+    );
+    assert_eq!(co.revision, format!("sha1:{good}"));
+}
+
+#[test]
+fn gpg_signed_commits() {
+    let a = Signer::Gpg(GpgKey::generate("Allowed <allowed@example.com>"));
+    let b = Signer::Gpg(GpgKey::generate("Other <other@example.com>"));
+    let Signer::Gpg(k) = &a else { unreachable!() };
+    let fpr = k.fingerprint.clone();
+    signed_head_commit_cases(&a, &b, &fpr, "gpg");
+}
+
+#[test]
+fn ssh_signed_commits_ed25519_and_rsa() {
+    let ed = SshKey::generate("ed25519");
+    let rsa = SshKey::generate("rsa");
+    let ecdsa = SshKey::generate("ecdsa");
+    let (ed_f, rsa_f) = (ed.fingerprint.clone(), rsa.fingerprint.clone());
+    let ecdsa_f = ecdsa.fingerprint.clone();
+    signed_head_commit_cases(
+        &Signer::Ssh(ed.clone()),
+        &Signer::Ssh(rsa.clone()),
+        &ed_f,
+        "ssh-ed25519",
+    );
+    signed_head_commit_cases(
+        &Signer::Ssh(rsa),
+        &Signer::Ssh(ed.clone()),
+        &rsa_f,
+        "ssh-rsa",
+    );
+    signed_head_commit_cases(&Signer::Ssh(ecdsa), &Signer::Ssh(ed), &ecdsa_f, "ecdsa");
+}
+
+#[test]
+fn mixed_signers_gpg_key_and_ssh_key() {
+    let gpg = Signer::Gpg(GpgKey::generate("Mixed <mixed@example.com>"));
+    let ssh = Signer::Ssh(SshKey::generate("ed25519"));
+    let repo = TestRepo::new(3);
+    let c = cache();
+    let url = repo.file_url();
+    let allowed = head_commit(&[&gpg, &ssh]);
+    repo.commit("g.txt", "g\n", Some(&gpg));
+    ok(&url, &branch("main"), None, c.path(), &allowed);
+    repo.commit("s.txt", "s\n", Some(&ssh));
+    ok(&url, &branch("main"), None, c.path(), &allowed);
+    // An SSH signature when only OpenPGP keys are allowed.
+    let only_gpg = head_commit(&[&gpg]);
+    let e = fetch(&url, &branch("main"), None, c.path(), &only_gpg).unwrap_err();
+    assert_rejected(e, &repo.head(), "no SSH signer is allowed");
+    // An empty or unreadable signer list fails closed.
+    let e = fetch(
+        &url,
+        &branch("main"),
+        None,
+        c.path(),
+        &Verification::HeadCommit { signers: vec![] },
+    )
+    .unwrap_err();
+    assert_rejected(e, &repo.head(), "no allowed signers");
+    let junk = Verification::HeadCommit {
+        signers: vec!["not a key".into()],
+    };
+    let e = fetch(&url, &branch("main"), None, c.path(), &junk).unwrap_err();
+    assert_rejected(e, &repo.head(), "neither");
+}
+
+#[test]
+fn signed_tags_gpg_and_ssh() {
+    let gpg = Signer::Gpg(GpgKey::generate("Tagger <tagger@example.com>"));
+    let ssh = Signer::Ssh(SshKey::generate("ed25519"));
+    let other = Signer::Ssh(SshKey::generate("ed25519"));
+    let repo = TestRepo::new(5);
+    let sshd = Sshd::start();
+    let url = sshd.url(&repo.bare);
+    let creds = ssh_creds(&sshd.client, Some(&sshd.known_hosts()));
+    let c = cache();
+    let head = repo.head();
+
+    repo.tag("v1-gpg", Some(&gpg));
+    repo.tag("v1-ssh", Some(&ssh));
+    repo.tag("v1-plain", None);
+    repo.lightweight_tag("v1-light");
+    let allowed = tag_mode(&[&gpg, &ssh]);
+
+    for t in ["v1-gpg", "v1-ssh"] {
+        let co = fetch(
+            &url,
+            &GitRef::Tag(t.into()),
+            Some(&creds),
+            c.path(),
+            &allowed,
+        )
+        .unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(co.revision, format!("{t}@sha1:{head}"));
+        assert!(co.signer.is_some());
+    }
+    let e = fetch(
+        &url,
+        &GitRef::Tag("v1-plain".into()),
+        Some(&creds),
+        c.path(),
+        &allowed,
+    )
+    .unwrap_err();
+    assert_rejected(e, &head, "the tag is not signed");
+    let e = fetch(
+        &url,
+        &GitRef::Tag("v1-light".into()),
+        Some(&creds),
+        c.path(),
+        &allowed,
+    )
+    .unwrap_err();
+    assert_rejected(e, &head, "lightweight");
+    let only_other = tag_mode(&[&other]);
+    let e = fetch(
+        &url,
+        &GitRef::Tag("v1-ssh".into()),
+        Some(&creds),
+        c.path(),
+        &only_other,
+    )
+    .unwrap_err();
+    assert_rejected(e, &head, "not an allowed signer");
+    // Tag mode on a branch is a configuration error; the tagged commit itself is unsigned.
+    let e = fetch(&url, &branch("main"), Some(&creds), c.path(), &allowed).unwrap_err();
+    assert!(e.to_string().contains("needs a tag"), "{e}");
+    let e = fetch(
+        &url,
+        &GitRef::Tag("v1-ssh".into()),
+        Some(&creds),
+        c.path(),
+        &head_commit(&[&ssh]),
+    )
+    .unwrap_err();
+    assert_rejected(e, &head, "not signed");
+}
+
+#[test]
+fn credentials_never_show_in_debug() {
+    let c = Credentials {
+        username: Some("u".into()),
+        password: Some(SecretString::from(CANARY)),
+        ..Credentials::default()
+    };
+    assert!(!format!("{c:?}").contains(CANARY));
+}
