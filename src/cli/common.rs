@@ -26,7 +26,7 @@ impl CliError {
         }
     }
     pub fn sops(file: &str, e: SopsError) -> Self {
-        CliError::new(e.exit_code(), format!("{file}: {e}"))
+        CliError::new(e.exit_code(), format!("{file}: {}", e.sops_message()))
     }
 }
 

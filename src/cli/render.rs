@@ -67,7 +67,7 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         .into_iter()
         .map(|mut o| {
             if !a.reveal {
-                render::redact(&mut o.doc);
+                render::redact_object(&mut o);
             }
             o.doc
         })

@@ -384,7 +384,8 @@ fn render_doc(
     if kind == "Secret" && api == "v1" {
         resolve_vault_refs(&mut doc, &origin, opts.vault, &mut vault_paths)?;
     }
-    let holds_secrets = kind == "Secret" && (from_sops || !vault_paths.is_empty());
+    // Anything that came out of a SOPS file held encrypted values, whatever its kind.
+    let holds_secrets = from_sops || (kind == "Secret" && !vault_paths.is_empty());
     Ok(RenderedObject {
         doc,
         origin,
@@ -444,8 +445,42 @@ fn resolve_vault_refs(
     Ok(())
 }
 
-/// Replaces every Secret value with a redaction marker (what `render` prints without
-/// `--reveal`).
+/// Replaces every secret value with a redaction marker (what `render` prints without
+/// `--reveal`): a Secret's `data`/`stringData`, and for other objects that held secrets
+/// (a SOPS-encrypted ConfigMap, say) every value outside `apiVersion`, `kind` and `metadata`.
+pub fn redact_object(obj: &mut RenderedObject) {
+    let is_secret = obj.doc.get("kind").and_then(Node::as_str) == Some("Secret");
+    if is_secret || !obj.holds_secrets {
+        redact(&mut obj.doc);
+        return;
+    }
+    if let Some(items) = obj.doc.as_map_mut() {
+        for item in items.iter_mut() {
+            if let MapItem::Entry(k, v) = item
+                && !matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+            {
+                redact_leaves(v);
+            }
+        }
+    }
+}
+
+fn redact_leaves(node: &mut Node) {
+    match node {
+        Node::Map(items) => {
+            for item in items.iter_mut() {
+                if let MapItem::Entry(_, v) = item {
+                    redact_leaves(v);
+                }
+            }
+        }
+        Node::List(items) => items.iter_mut().for_each(redact_leaves),
+        Node::Scalar(Scalar::Null) | Node::Comment(_) => {}
+        Node::Scalar(_) => *node = Node::str("<redacted>"),
+    }
+}
+
+/// Replaces every Secret value with a redaction marker.
 pub fn redact(doc: &mut Node) {
     if doc.get("kind").and_then(Node::as_str) != Some("Secret") {
         return;
@@ -597,6 +632,24 @@ mod tests {
         assert!(e.contains("tag.yaml") && e.contains("as a !!int"), "{e}");
         assert!(!e.contains("canary"), "{e}");
         assert_eq!(scrub_quoted("a `b` c `d"), "a `<redacted>` c `d");
+    }
+
+    #[test]
+    fn sops_encrypted_objects_of_any_kind_are_redacted() {
+        let mut o = RenderedObject {
+            doc: sealed::load_documents(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: canary-cm, n: [1, {x: y}]}\n").unwrap().remove(0),
+            origin: Origin { file: "c.yaml".into(), document: 1 },
+            sealed_scope: None,
+            vault_paths: vec![],
+            holds_secrets: true,
+        };
+        redact_object(&mut o);
+        let text = sealed::emit_documents(&[o.doc.clone()]);
+        assert!(
+            !text.contains("canary") && text.contains("name: c"),
+            "{text}"
+        );
+        assert!(!text.contains("x: y"), "{text}");
     }
 
     #[test]

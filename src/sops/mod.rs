@@ -70,9 +70,14 @@ pub enum SopsError {
     Decrypt(WalkError),
     #[error("Error encrypting tree: {0}")]
     Encrypt(WalkError),
-    #[error("MAC mismatch. File has {file_has}, computed {computed}")]
+    /// The hashes are kept for the CLI, which prints sops' exact message; everywhere else
+    /// (render, check, the reconciler) the message leaves them out, since a MAC over weak
+    /// values could be brute-forced offline.
+    #[error(
+        "MAC mismatch: the values do not match the file's MAC (the file was changed after it was encrypted)"
+    )]
     MacMismatch { file_has: String, computed: String },
-    #[error("MAC mismatch. File has no MAC, computed {computed}")]
+    #[error("MAC mismatch: the file has no MAC")]
     NoMac { computed: String },
     #[error("Cannot decrypt MAC: {0}")]
     MacDecrypt(cipher::CipherError),
@@ -91,6 +96,20 @@ pub enum SopsError {
 }
 
 impl SopsError {
+    /// The message the real sops prints for this error (the CLI uses it, for scripts that
+    /// match on sops' wording).
+    pub fn sops_message(&self) -> String {
+        match self {
+            SopsError::MacMismatch { file_has, computed } => {
+                format!("MAC mismatch. File has {file_has}, computed {computed}")
+            }
+            SopsError::NoMac { computed } => {
+                format!("MAC mismatch. File has no MAC, computed {computed}")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Exit codes as sops uses them (`cmd/sops/codes`), so scripts can tell causes apart.
     pub fn exit_code(&self) -> i32 {
         match self {
