@@ -236,7 +236,10 @@ impl Authenticator {
         let lists: Vec<Vec<Value>> = self
             .rbac_storage
             .iter()
-            .map(|st| self.store.list(st, None).0)
+            .map(|st| {
+                let (items, _) = self.store.list(st, None);
+                items.iter().map(|v| Value::clone(v)).collect()
+            })
             .collect();
         let policy = Policy::from_objects(&lists[0], &lists[1], &lists[2], &lists[3]);
         for cr in &lists[1] {

@@ -189,12 +189,60 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
             }
         }
     }
+    default_update_strategy(def, obj);
     if def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition" {
         let mut f = finalizers(obj);
         if !f.iter().any(|x| x == CRD_FINALIZER) {
             f.push(CRD_FINALIZER.into());
         }
         set_finalizers(obj, &f);
+    }
+}
+
+/// The rollout strategy defaults kube-apiserver fills in for apps/v1 workloads: Deployments get
+/// `spec.strategy` RollingUpdate with 25% surge/unavailable, StatefulSets
+/// `spec.updateStrategy` RollingUpdate with partition 0, DaemonSets RollingUpdate with
+/// maxUnavailable 1 and maxSurge 0. Explicit values are kept.
+pub fn default_update_strategy(def: &ResourceDef, obj: &mut Value) {
+    if def.group != "apps" {
+        return;
+    }
+    let (field, rolling) = match def.kind.as_str() {
+        "Deployment" => (
+            "strategy",
+            json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
+        ),
+        "StatefulSet" => ("updateStrategy", json!({"partition": 0})),
+        "DaemonSet" => (
+            "updateStrategy",
+            json!({"maxUnavailable": 1, "maxSurge": 0}),
+        ),
+        _ => return,
+    };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let strategy = spec.entry(field).or_insert_with(|| json!({}));
+    let Some(strategy) = strategy.as_object_mut() else {
+        return;
+    };
+    let kind = strategy
+        .entry("type")
+        .or_insert_with(|| json!("RollingUpdate"));
+    if kind.as_str() != Some("RollingUpdate") {
+        return;
+    }
+    let Some(r) = strategy
+        .entry("rollingUpdate")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    else {
+        return;
+    };
+    if let Some(defaults) = rolling.as_object() {
+        for (k, v) in defaults {
+            r.entry(k.clone()).or_insert_with(|| v.clone());
+        }
     }
 }
 
@@ -266,6 +314,7 @@ pub fn prepare_update(
             }
         }
     }
+    default_update_strategy(def, &mut new);
     if def.kind == "Namespace" && def.group.is_empty() {
         let name = json!(meta_str(old, "name"));
         let m = meta_mut(&mut new);
@@ -466,122 +515,102 @@ fn def_for(registry: &Registry, storage: &str) -> Option<Arc<ResourceDef>> {
     registry.find_by_storage(storage).into_iter().next()
 }
 
-fn owner_uids(obj: &Value) -> Vec<String> {
-    meta(obj)
-        .and_then(|m| m.get("ownerReferences"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// One pass of the namespace, garbage-collection and CRD-cleanup controllers.
+/// One pass of the namespace, garbage-collection and CRD-cleanup controllers. Works from the
+/// store's indexes (objects being deleted, owner uid -> dependents, objects whose owners are
+/// gone), so an idle pass costs nothing however many objects are stored.
 pub fn reconcile(store: &Store, registry: &Registry) {
-    let all = store.all();
-    let uids: HashSet<String> = all
-        .iter()
-        .map(|(_, v)| meta_str(v, "uid").to_string())
-        .collect();
     let background = DeleteOptions {
         propagation: Some("Background".into()),
         ..Default::default()
     };
-    for (key, obj) in &all {
+    for (key, obj) in &store.deleting() {
         let Some(def) = def_for(registry, &key.storage) else {
             continue;
         };
         let uid = meta_str(obj, "uid");
-        if is_deleting(obj) {
-            let fins = finalizers(obj);
-            if key.storage == NS_STORAGE {
-                let contents: Vec<&Key> = all
-                    .iter()
-                    .filter(|(k, _)| k.namespace == key.name && !k.namespace.is_empty())
-                    .map(|(k, _)| k)
-                    .collect();
-                for k in &contents {
-                    if let Some(d) = def_for(registry, &k.storage) {
-                        let _ = delete(store, registry, &d, k, &background);
-                    }
-                }
-                if contents.is_empty() && namespace_spec_finalizers(&def, obj) {
-                    remove_finalizer(store, registry, &def, key, "kubernetes");
+        let fins = finalizers(obj);
+        if key.storage == NS_STORAGE {
+            let contents = store.keys_in_namespace(&key.name);
+            for k in &contents {
+                if let Some(d) = def_for(registry, &k.storage) {
+                    let _ = delete(store, registry, &d, k, &background);
                 }
             }
-            if fins.iter().any(|f| f == "foregroundDeletion") {
-                let deps: Vec<&(Key, Value)> = all
-                    .iter()
-                    .filter(|(_, v)| owner_uids(v).iter().any(|u| u == uid))
-                    .collect();
-                let fg = DeleteOptions {
-                    propagation: Some("Foreground".into()),
-                    ..Default::default()
-                };
-                for (k, v) in &deps {
-                    if !is_deleting(v)
-                        && let Some(d) = def_for(registry, &k.storage)
-                    {
-                        let _ = delete(store, registry, &d, k, &fg);
-                    }
-                }
-                if deps.is_empty() {
-                    remove_finalizer(store, registry, &def, key, "foregroundDeletion");
-                }
-            }
-            if fins.iter().any(|f| f == "orphan") {
-                for (k, v) in all
-                    .iter()
-                    .filter(|(_, v)| owner_uids(v).iter().any(|u| u == uid))
-                {
-                    let _ = store.mutate(k, false, |cur| {
-                        let Some(cur) = cur else {
-                            return Ok(Change::Keep(v.clone()));
-                        };
-                        let mut n = cur.clone();
-                        strip_owner(&mut n, |u| u == uid);
-                        Ok(Change::Put(n))
-                    });
-                }
-                remove_finalizer(store, registry, &def, key, "orphan");
-            }
-            if key.storage == CRD_STORAGE && fins.iter().any(|f| f == CRD_FINALIZER) {
-                let storage = crd_storage(obj);
-                let crs: Vec<&Key> = all
-                    .iter()
-                    .filter(|(k, _)| k.storage == storage)
-                    .map(|(k, _)| k)
-                    .collect();
-                for k in &crs {
-                    if let Some(d) = def_for(registry, &k.storage) {
-                        let _ = delete(store, registry, &d, k, &background);
-                    }
-                }
-                if crs.is_empty() {
-                    registry.set_custom(&key.name, vec![]);
-                    remove_finalizer(store, registry, &def, key, CRD_FINALIZER);
-                }
+            if contents.is_empty() && namespace_spec_finalizers(&def, obj) {
+                remove_finalizer(store, registry, &def, key, "kubernetes");
             }
         }
-        let owners = owner_uids(obj);
-        if !owners.is_empty() {
-            let alive = owners.iter().filter(|u| uids.contains(*u)).count();
-            if alive == 0 {
-                if !is_deleting(obj) {
-                    let _ = delete(store, registry, &def, key, &background);
+        if fins.iter().any(|f| f == "foregroundDeletion") {
+            let deps = if uid.is_empty() {
+                Vec::new()
+            } else {
+                store.dependents(uid)
+            };
+            let fg = DeleteOptions {
+                propagation: Some("Foreground".into()),
+                ..Default::default()
+            };
+            for (k, v) in &deps {
+                if !is_deleting(v)
+                    && let Some(d) = def_for(registry, &k.storage)
+                {
+                    let _ = delete(store, registry, &d, k, &fg);
                 }
-            } else if alive < owners.len() {
-                let _ = store.mutate(key, false, |cur| {
+            }
+            if deps.is_empty() {
+                remove_finalizer(store, registry, &def, key, "foregroundDeletion");
+            }
+        }
+        if fins.iter().any(|f| f == "orphan") {
+            let deps = if uid.is_empty() {
+                Vec::new()
+            } else {
+                store.dependents(uid)
+            };
+            for (k, v) in &deps {
+                let _ = store.mutate(k, false, |cur| {
                     let Some(cur) = cur else {
-                        return Ok(Change::Keep(obj.clone()));
+                        return Ok(Change::Keep(Value::clone(v)));
                     };
                     let mut n = cur.clone();
-                    strip_owner(&mut n, |u| !uids.contains(u));
+                    strip_owner(&mut n, |u| u == uid);
                     Ok(Change::Put(n))
                 });
             }
+            remove_finalizer(store, registry, &def, key, "orphan");
+        }
+        if key.storage == CRD_STORAGE && fins.iter().any(|f| f == CRD_FINALIZER) {
+            let crs = store.keys(&crd_storage(obj), None);
+            for k in &crs {
+                if let Some(d) = def_for(registry, &k.storage) {
+                    let _ = delete(store, registry, &d, k, &background);
+                }
+            }
+            if crs.is_empty() {
+                registry.set_custom(&key.name, vec![]);
+                remove_finalizer(store, registry, &def, key, CRD_FINALIZER);
+            }
+        }
+    }
+    for orphan in store.orphans() {
+        let Some(def) = def_for(registry, &orphan.key.storage) else {
+            continue;
+        };
+        let (key, obj) = (&orphan.key, &orphan.object);
+        if orphan.alive == 0 {
+            if !is_deleting(obj) {
+                let _ = delete(store, registry, &def, key, &background);
+            }
+        } else {
+            let dead = &orphan.dead;
+            let _ = store.mutate(key, false, |cur| {
+                let Some(cur) = cur else {
+                    return Ok(Change::Keep(Value::clone(obj)));
+                };
+                let mut n = cur.clone();
+                strip_owner(&mut n, |u| dead.iter().any(|d| d == u));
+                Ok(Change::Put(n))
+            });
         }
     }
 }

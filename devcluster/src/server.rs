@@ -122,7 +122,17 @@ struct Recorded {
 }
 
 pub fn json_response(code: u16, v: &Value) -> Response {
-    let mut r = Response::new(Body::from(v.to_string()));
+    json_bytes_response(code, v.to_string().into_bytes())
+}
+
+/// Serialize `v` straight into the response body.
+fn serialized_response(code: u16, v: &impl serde::Serialize) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(v).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(json_bytes_response(code, body))
+}
+
+fn json_bytes_response(code: u16, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -544,6 +554,42 @@ fn stamped(def: &ResourceDef, obj: &Value) -> Value {
     o
 }
 
+/// A stored object as served, without copying it: `kind`/`apiVersion` first when `stamp` is
+/// set (what [`stamped`] builds), or left out (built-in list items).
+struct Served<'a> {
+    obj: &'a Value,
+    stamp: Option<(&'a str, &'a str)>,
+}
+
+impl serde::Serialize for Served<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(m) = self.obj.as_object() else {
+            return self.obj.serialize(s);
+        };
+        let mut map = s.serialize_map(None)?;
+        if let Some((kind, api_version)) = self.stamp {
+            map.serialize_entry("kind", kind)?;
+            map.serialize_entry("apiVersion", api_version)?;
+        }
+        for (k, v) in m {
+            if k != "kind" && k != "apiVersion" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServedList<'a> {
+    kind: &'a str,
+    api_version: &'a str,
+    metadata: &'a Value,
+    items: Vec<Served<'a>>,
+}
+
 fn render_fn(def: &Arc<ResourceDef>, accept: &str) -> Render {
     match table::rendering(accept) {
         Rendering::Full => Arc::new(|v: &Value| v.clone()),
@@ -572,8 +618,17 @@ fn render_fn(def: &Arc<ResourceDef>, accept: &str) -> Render {
 }
 
 fn respond_object(def: &ResourceDef, code: u16, obj: &Value, accept: &str) -> Response {
+    let rendering = table::rendering(accept);
+    if let Rendering::Full = rendering {
+        let api_version = def.api_version();
+        let served = Served {
+            obj,
+            stamp: Some((&def.kind, &api_version)),
+        };
+        return serialized_response(code, &served).unwrap_or_else(|e| error_response(&e));
+    }
     let o = stamped(def, obj);
-    match table::rendering(accept) {
+    match rendering {
         Rendering::Full => json_response(code, &o),
         Rendering::Metadata => json_response(code, &table::partial_metadata(&o)),
         Rendering::Table => json_response(
@@ -635,7 +690,7 @@ fn list(
         start_after = Some(tok.start);
     }
     let order = |o: &Value| format!("{}/{}", meta_str(o, "namespace"), meta_str(o, "name"));
-    let mut selected: Vec<Value> = items
+    let mut selected: Vec<Arc<Value>> = items
         .into_iter()
         .filter(|o| labels.matches(o) && fields.matches(o))
         .filter(|o| start_after.as_ref().is_none_or(|st| order(o) > *st))
@@ -670,23 +725,19 @@ fn list(
             table::partial_metadata_list(meta, &stamped_items)
         }
         Rendering::Full => {
-            let items: Vec<Value> = selected
-                .iter()
-                .map(|o| {
-                    if t.def.is_custom() {
-                        stamped(&t.def, o)
-                    } else {
-                        // Built-in list items carry no kind/apiVersion, like kube-apiserver.
-                        let mut o = o.clone();
-                        if let Some(m) = o.as_object_mut() {
-                            m.remove("kind");
-                            m.remove("apiVersion");
-                        }
-                        o
-                    }
-                })
-                .collect();
-            json!({"kind": t.def.list_kind, "apiVersion": t.def.api_version(), "metadata": meta, "items": items})
+            let api_version = t.def.api_version();
+            // Built-in list items carry no kind/apiVersion, like kube-apiserver.
+            let stamp = t
+                .def
+                .is_custom()
+                .then_some((t.def.kind.as_str(), api_version.as_str()));
+            let out = ServedList {
+                kind: &t.def.list_kind,
+                api_version: &api_version,
+                metadata: &meta,
+                items: selected.iter().map(|obj| Served { obj, stamp }).collect(),
+            };
+            return serialized_response(200, &out);
         }
     };
     Ok(json_response(200, &out))
@@ -1118,7 +1169,7 @@ fn update(
     let mut obj = decode_object(headers, bytes)?;
     let manager = update_manager(q, headers);
     if t.sub.as_deref() == Some("scale") {
-        let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        let replicas = scale_replicas(&t.def, &name, &obj)?;
         let out = update_with(
             s,
             &Target {
@@ -1131,11 +1182,7 @@ fn update(
                 manager: &manager,
                 subresource: Some("scale"),
             },
-            |old| {
-                let mut n = old.clone();
-                n["spec"]["replicas"] = replicas;
-                Ok(n)
-            },
+            |old| with_replicas(old, replicas),
         )?;
         return Ok(json_response(200, &scale_of(&t.def, &out)));
     }
@@ -1207,6 +1254,103 @@ fn clone_target(t: &Target) -> Target {
         name: t.name.clone(),
         sub: t.sub.clone(),
     }
+}
+
+/// `spec.replicas` of a Scale body: a non-negative integer (0 when absent, as Go decodes it).
+fn scale_replicas(def: &ResourceDef, name: &str, scale: &Value) -> Result<i64, ApiError> {
+    let v = scale.pointer("/spec/replicas").unwrap_or(&Value::Null);
+    match v {
+        Value::Null => Ok(0),
+        Value::Number(n)
+            if n.as_i64()
+                .is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) =>
+        {
+            Ok(n.as_i64().unwrap_or(0))
+        }
+        Value::Number(n) if n.as_i64().is_some_and(|r| r < 0) => Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![FieldError::invalid(
+                "spec.replicas",
+                &n.to_string(),
+                "must be greater than or equal to 0",
+            )],
+        )),
+        _ => Err(ApiError::bad_request(format!(
+            "Scale in version \"v1\" cannot be handled as a Scale: spec.replicas of {} {name} must be an integer",
+            def.kind
+        ))),
+    }
+}
+
+/// The object with `spec.replicas` set (a missing or malformed spec becomes an object).
+fn with_replicas(old: &Value, replicas: i64) -> Result<Value, ApiError> {
+    let mut n = old.clone();
+    let Some(o) = n.as_object_mut() else {
+        return Err(ApiError::internal("stored object is not a JSON object"));
+    };
+    let spec = o.entry("spec").or_insert_with(|| json!({}));
+    if !spec.is_object() {
+        *spec = json!({});
+    }
+    if let Some(spec) = spec.as_object_mut() {
+        spec.insert("replicas".into(), json!(replicas));
+    }
+    Ok(n)
+}
+
+/// PATCH of the scale subresource: the patch applies to the Scale view of the object and
+/// only its `spec.replicas` is written back (what `kubectl scale` sends).
+#[allow(clippy::too_many_arguments)]
+fn patch_scale(
+    s: &Shared,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    name: &str,
+    ct: &str,
+    patch_body: &Value,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let manager = update_manager(q, headers);
+    let def = t.def.clone();
+    let out = update_with(
+        s,
+        &Target {
+            sub: None,
+            ..clone_target(t)
+        },
+        name,
+        dry_run,
+        Book::Record {
+            manager: &manager,
+            subresource: Some("scale"),
+        },
+        |old| {
+            let scale = scale_of(&def, old);
+            let patched = if ct == "application/json-patch+json" {
+                patch_ops::json_patch(&scale, patch_body).map_err(patch_error)?
+            } else if patch_body.is_object() {
+                patch_ops::merge_patch(&scale, patch_body)
+            } else {
+                return Err(ApiError::bad_request(
+                    "error decoding patch: patch must be an object",
+                ));
+            };
+            let want = meta_str(&patched, "resourceVersion");
+            if !want.is_empty() && want != meta_str(old, "resourceVersion") {
+                return Err(ApiError::conflict(
+                    &def.group,
+                    &def.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            with_replicas(old, scale_replicas(&def, name, &patched)?)
+        },
+    )?;
+    Ok(json_response(200, &scale_of(&t.def, &out)))
 }
 
 fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
@@ -1296,9 +1440,12 @@ fn patch(
         }
     };
     if t.sub.as_deref() == Some("scale") {
-        return Err(ApiError::unsupported_media(
-            "patching the scale subresource is not supported here",
-        ));
+        if is_apply {
+            return Err(ApiError::unsupported_media(
+                "applying to the scale subresource is not supported here",
+            ));
+        }
+        return patch_scale(s, t, q, headers, &name, &ct, &patch_body, dry_run);
     }
     if is_apply {
         return apply(s, t, q, &name, &patch_body, dry_run, user);

@@ -1,8 +1,14 @@
 //! Object storage: JSON objects keyed by storage+namespace+name, one global resourceVersion
 //! counter (like the etcd revision), an event log with bounded retention, and a broadcast
 //! channel feeding watches.
+//!
+//! Each committed object version is one immutable `Arc<Value>`, shared by the object map,
+//! the event log and every watcher, so retention costs only the versions that were replaced.
+//! Small indexes (uids, owner uid -> dependents, objects being deleted, objects per storage)
+//! let the controllers work without scanning or copying the store.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -51,9 +57,10 @@ pub struct Event {
     pub rv: u64,
     pub kind: EventType,
     pub key: Key,
-    pub object: Value,
+    /// The committed version (shared with the object map while it is current).
+    pub object: Arc<Value>,
     /// The previous state, so selector watches can turn MODIFIED into ADDED/DELETED.
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
 }
 
 /// What a watcher receives.
@@ -83,12 +90,132 @@ pub struct Outcome {
     pub changed: bool,
 }
 
+/// A stored object whose owners are not all present.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub key: Key,
+    pub object: Arc<Value>,
+    /// Owner uids no stored object has.
+    pub dead: Vec<String>,
+    /// How many of its owner references point at stored objects.
+    pub alive: usize,
+}
+
+#[derive(Default)]
+struct Indexes {
+    /// uid -> how many stored objects carry it.
+    uids: HashMap<String, u32>,
+    /// owner uid -> the objects referencing it.
+    dependents: HashMap<String, BTreeSet<Key>>,
+    /// Objects with a deletionTimestamp.
+    deleting: BTreeSet<Key>,
+    /// storage -> object count, to find a namespace's contents without a full scan.
+    storages: BTreeMap<String, usize>,
+}
+
+impl Indexes {
+    fn add(&mut self, key: &Key, obj: &Value) {
+        let uid = str_at(obj, "uid");
+        if !uid.is_empty() {
+            *self.uids.entry(uid.to_string()).or_default() += 1;
+        }
+        for owner in owner_uids(obj) {
+            self.dependents
+                .entry(owner.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
+        if deleting(obj) {
+            self.deleting.insert(key.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &Key, obj: &Value) {
+        let uid = str_at(obj, "uid");
+        if let Some(n) = self.uids.get_mut(uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.uids.remove(uid);
+            }
+        }
+        for owner in owner_uids(obj) {
+            if let Some(set) = self.dependents.get_mut(owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(owner);
+                }
+            }
+        }
+        self.deleting.remove(key);
+    }
+}
+
+fn str_at<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
+    obj.get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+}
+
+fn deleting(obj: &Value) -> bool {
+    obj.get("metadata")
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some()
+}
+
 struct Inner {
     rv: u64,
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Value>>,
+    index: Indexes,
     log: VecDeque<Arc<Event>>,
     /// A watch or continue token from an RV below this is too old.
     floor: u64,
+}
+
+impl Inner {
+    fn insert(&mut self, key: &Key, obj: Arc<Value>) {
+        if let Some(prev) = self.objects.insert(key.clone(), obj.clone()) {
+            self.index.remove(key, &prev);
+        } else {
+            *self.index.storages.entry(key.storage.clone()).or_default() += 1;
+        }
+        self.index.add(key, &obj);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(prev) = self.objects.remove(key) {
+            self.index.remove(key, &prev);
+            if let Some(n) = self.index.storages.get_mut(&key.storage) {
+                *n -= 1;
+                if *n == 0 {
+                    self.index.storages.remove(&key.storage);
+                }
+            }
+        }
+    }
+
+    /// Objects of one storage (and namespace), in key order, without touching the rest.
+    fn range<'a>(
+        &'a self,
+        storage: &'a str,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Arc<Value>)> + 'a {
+        let start = Key::new(storage, namespace.unwrap_or(""), "");
+        self.objects
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(move |(k, _)| {
+                k.storage == storage && namespace.is_none_or(|n| k.namespace == n)
+            })
+    }
 }
 
 pub struct Store {
@@ -110,6 +237,7 @@ impl Store {
             inner: Mutex::new(Inner {
                 rv: 1,
                 objects: BTreeMap::new(),
+                index: Indexes::default(),
                 log: VecDeque::new(),
                 floor: 0,
             }),
@@ -134,28 +262,100 @@ impl Store {
         self.lock().floor
     }
 
-    pub fn get(&self, key: &Key) -> Option<Value> {
+    pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
         self.lock().objects.get(key).cloned()
     }
 
     /// Objects of one storage, optionally in one namespace, in key order, plus the RV now.
-    pub fn list(&self, storage: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
+    pub fn list(&self, storage: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
         let g = self.lock();
         let items = g
-            .objects
-            .iter()
-            .filter(|(k, _)| k.storage == storage && namespace.is_none_or(|n| k.namespace == n))
+            .range(storage, namespace)
             .map(|(_, v)| v.clone())
             .collect();
         (items, g.rv)
     }
 
-    /// Every stored object (controllers scan this).
-    pub fn all(&self) -> Vec<(Key, Value)> {
+    /// Every stored object (shared, not copied).
+    pub fn all(&self) -> Vec<(Key, Arc<Value>)> {
         self.lock()
             .objects
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Keys of one storage, optionally in one namespace.
+    pub fn keys(&self, storage: &str, namespace: Option<&str>) -> Vec<Key> {
+        self.lock()
+            .range(storage, namespace)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Keys of every namespaced object in `namespace`.
+    pub fn keys_in_namespace(&self, namespace: &str) -> Vec<Key> {
+        if namespace.is_empty() {
+            return Vec::new();
+        }
+        let g = self.lock();
+        g.index
+            .storages
+            .keys()
+            .flat_map(|st| g.range(st, Some(namespace)).map(|(k, _)| k.clone()))
+            .collect()
+    }
+
+    /// Objects with a deletionTimestamp, in key order.
+    pub fn deleting(&self) -> Vec<(Key, Arc<Value>)> {
+        let g = self.lock();
+        g.index
+            .deleting
+            .iter()
+            .filter_map(|k| g.objects.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
+    /// Objects with an owner reference to `uid`, in key order.
+    pub fn dependents(&self, uid: &str) -> Vec<(Key, Arc<Value>)> {
+        let g = self.lock();
+        g.index
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| g.objects.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
+    /// Objects with at least one owner reference to a uid no stored object has, in key order.
+    pub fn orphans(&self) -> Vec<Orphan> {
+        let g = self.lock();
+        let idx = &g.index;
+        let keys: BTreeSet<&Key> = idx
+            .dependents
+            .iter()
+            .filter(|(uid, _)| !idx.uids.contains_key(uid.as_str()))
+            .flat_map(|(_, ks)| ks.iter())
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let obj = g.objects.get(k)?;
+                let (mut alive, mut dead) = (0, Vec::new());
+                for u in owner_uids(obj) {
+                    if idx.uids.contains_key(u) {
+                        alive += 1;
+                    } else {
+                        dead.push(u.to_string());
+                    }
+                }
+                Some(Orphan {
+                    key: k.clone(),
+                    object: obj.clone(),
+                    dead,
+                    alive,
+                })
+            })
             .collect()
     }
 
@@ -168,7 +368,7 @@ impl Store {
     {
         let mut g = self.lock();
         let old = g.objects.get(key).cloned();
-        match f(old.as_ref())? {
+        match f(old.as_deref())? {
             Change::Keep(v) => Ok(Outcome {
                 object: v,
                 created: false,
@@ -180,14 +380,17 @@ impl Store {
                     && same_content(o, &new)
                 {
                     return Ok(Outcome {
-                        object: o.clone(),
+                        object: Value::clone(o),
                         created: false,
                         removed: false,
                         changed: false,
                     });
                 }
                 if dry_run {
-                    let rv = old.as_ref().and_then(resource_version).unwrap_or_default();
+                    let rv = old
+                        .as_deref()
+                        .and_then(resource_version)
+                        .unwrap_or_default();
                     if !rv.is_empty() {
                         set_rv_str(&mut new, &rv);
                     }
@@ -201,16 +404,18 @@ impl Store {
                 g.rv += 1;
                 let rv = g.rv;
                 set_rv_str(&mut new, &rv.to_string());
-                g.objects.insert(key.clone(), new.clone());
                 let kind = if old.is_some() {
                     EventType::Modified
                 } else {
                     EventType::Added
                 };
                 let created = old.is_none();
-                self.record(&mut g, kind, key, new.clone(), old);
+                let shared = Arc::new(new);
+                g.insert(key, shared.clone());
+                let object = Value::clone(&shared);
+                self.record(&mut g, kind, key, shared, old);
                 Ok(Outcome {
-                    object: new,
+                    object,
                     created,
                     removed: false,
                     changed: true,
@@ -228,10 +433,12 @@ impl Store {
                 g.rv += 1;
                 let rv = g.rv;
                 set_rv_str(&mut last, &rv.to_string());
-                g.objects.remove(key);
-                self.record(&mut g, EventType::Deleted, key, last.clone(), old);
+                g.remove(key);
+                let shared = Arc::new(last);
+                let object = Value::clone(&shared);
+                self.record(&mut g, EventType::Deleted, key, shared, old);
                 Ok(Outcome {
-                    object: last,
+                    object,
                     created: false,
                     removed: true,
                     changed: true,
@@ -240,7 +447,14 @@ impl Store {
         }
     }
 
-    fn record(&self, g: &mut Inner, kind: EventType, key: &Key, object: Value, old: Option<Value>) {
+    fn record(
+        &self,
+        g: &mut Inner,
+        kind: EventType,
+        key: &Key,
+        object: Arc<Value>,
+        old: Option<Arc<Value>>,
+    ) {
         let ev = Arc::new(Event {
             rv: g.rv,
             kind,
@@ -267,17 +481,21 @@ impl Store {
         if rv < g.floor {
             return Err(TooOld { floor: g.floor });
         }
-        let past = g.log.iter().filter(|e| e.rv > rv).cloned().collect();
+        // The log is in RV order: skip to the first event after `rv`.
+        let start = g.log.partition_point(|e| e.rv <= rv);
+        let past = g.log.range(start..).cloned().collect();
         Ok((past, self.tx.subscribe()))
     }
 
     /// The current objects of a storage, the RV they were read at, and a receiver for what follows.
-    pub fn watch_snapshot(&self, storage: &str) -> (Vec<Value>, u64, broadcast::Receiver<Notice>) {
+    pub fn watch_snapshot(
+        &self,
+        storage: &str,
+        namespace: Option<&str>,
+    ) -> (Vec<Arc<Value>>, u64, broadcast::Receiver<Notice>) {
         let g = self.lock();
         let items = g
-            .objects
-            .iter()
-            .filter(|(k, _)| k.storage == storage)
+            .range(storage, namespace)
             .map(|(_, v)| v.clone())
             .collect();
         (items, g.rv, self.tx.subscribe())
@@ -311,24 +529,56 @@ fn set_rv_str(obj: &mut Value, rv: &str) {
     }
 }
 
-/// Equality ignoring what a no-op write may legitimately differ in.
+/// Equality ignoring what a no-op write may legitimately differ in (resourceVersion and
+/// managedFields times), compared in place without copying either object.
 fn same_content(a: &Value, b: &Value) -> bool {
-    normalized(a) == normalized(b)
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => eq_maps(x, y, None, |k, v, w| {
+            if k == "metadata" {
+                same_metadata(v, w)
+            } else {
+                v == w
+            }
+        }),
+        _ => a == b,
+    }
 }
 
-fn normalized(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        if let Some(mf) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
-            for e in mf {
-                if let Some(e) = e.as_object_mut() {
-                    e.remove("time");
+fn same_metadata(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => eq_maps(x, y, Some("resourceVersion"), |k, v, w| {
+            match (k, v.as_array(), w.as_array()) {
+                ("managedFields", Some(p), Some(q)) => {
+                    p.len() == q.len()
+                        && p.iter()
+                            .zip(q)
+                            .all(|(e, f)| match (e.as_object(), f.as_object()) {
+                                (Some(e), Some(f)) => eq_maps(e, f, Some("time"), |_, v, w| v == w),
+                                _ => e == f,
+                            })
                 }
+                _ => v == w,
             }
-        }
+        }),
+        _ => a == b,
     }
-    v
+}
+
+/// Map equality (order-insensitive, as `Value` equality is), ignoring the key `skip`.
+fn eq_maps(
+    x: &serde_json::Map<String, Value>,
+    y: &serde_json::Map<String, Value>,
+    skip: Option<&str>,
+    eq: impl Fn(&str, &Value, &Value) -> bool,
+) -> bool {
+    let skipped = |k: &str| skip == Some(k);
+    let len = |m: &serde_json::Map<String, Value>| {
+        m.len() - skip.map_or(0, |k| usize::from(m.contains_key(k)))
+    };
+    len(x) == len(y)
+        && x.iter()
+            .filter(|(k, _)| !skipped(k))
+            .all(|(k, v)| y.get(k).is_some_and(|w| eq(k, v, w)))
 }
 
 /// A random UUIDv4.
@@ -483,6 +733,69 @@ mod tests {
         s.compact();
         assert!(s.watch_from(now).is_err());
         assert!(s.watch_from(s.current_rv()).is_ok());
+    }
+
+    #[test]
+    fn indexes_follow_writes_and_versions_are_shared() {
+        let s = Store::new(100);
+        let obj = |name: &str, uid: &str, owner: Option<&str>| {
+            let mut o = json!({"metadata":{"name":name,"namespace":"ns","uid":uid}});
+            if let Some(ou) = owner {
+                o["metadata"]["ownerReferences"] = json!([{"uid": ou, "name": "o"}]);
+            }
+            o
+        };
+        let write = |k: &Key, v: Value| {
+            s.mutate(k, false, |_| Ok(Change::Put(v)))
+                .map_err(|e| e.to_string())
+        };
+        let owner = Key::new("apps/replicasets", "ns", "rs");
+        let dep = Key::new("/pods", "ns", "p");
+        assert!(write(&owner, obj("rs", "u1", None)).is_ok());
+        assert!(write(&dep, obj("p", "u2", Some("u1"))).is_ok());
+        assert_eq!(s.dependents("u1").len(), 1);
+        assert!(s.orphans().is_empty());
+        assert_eq!(s.keys_in_namespace("ns").len(), 2);
+        assert_eq!(s.keys("/pods", Some("ns")), vec![dep.clone()]);
+        // The stored version and the event's object are one allocation.
+        let past = s.watch_from(0).map(|(p, _)| p).unwrap_or_default();
+        let stored = s.get(&dep);
+        assert!(
+            past.last()
+                .zip(stored)
+                .is_some_and(|(e, v)| Arc::ptr_eq(&e.object, &v))
+        );
+        let mut marked = obj("rs", "u1", None);
+        marked["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert!(write(&owner, marked).is_ok());
+        assert_eq!(s.deleting().len(), 1);
+        assert!(
+            s.mutate(&owner, false, |o| Ok(Change::Remove(
+                o.cloned().unwrap_or_default()
+            )))
+            .is_ok()
+        );
+        assert!(s.deleting().is_empty());
+        let orphans = s.orphans();
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(
+            (orphans[0].alive, orphans[0].dead.clone()),
+            (0, vec!["u1".to_string()])
+        );
+    }
+
+    #[test]
+    fn noop_detection_ignores_rv_and_managed_field_times() {
+        let s = Store::new(100);
+        let key = Key::new("/configmaps", "default", "m");
+        let v = |t: &str, d: &str| json!({"metadata":{"name":"m","managedFields":[{"manager":"a","time":t}]},"data":{"k":d}});
+        let w = |o: Value| {
+            s.mutate(&key, false, |_| Ok(Change::Put(o)))
+                .map(|o| o.changed)
+        };
+        assert!(matches!(w(v("t1", "1")), Ok(true)));
+        assert!(matches!(w(v("t2", "1")), Ok(false)));
+        assert!(matches!(w(v("t2", "2")), Ok(true)));
     }
 
     #[test]

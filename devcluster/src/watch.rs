@@ -183,7 +183,8 @@ pub fn serve(
             }
         }
         _ => {
-            let (items, rv, rx) = store.watch_snapshot(&scope.def.storage);
+            let (items, rv, rx) =
+                store.watch_snapshot(&scope.def.storage, scope.namespace.as_deref());
             if p.send_initial_events != Some(false) {
                 for obj in items.iter().filter(|o| {
                     scope

@@ -268,3 +268,185 @@ async fn unhealthy_switch_blocks_rollout_and_wait() {
     assert_eq!(before, after);
     env.cluster.shutdown().await;
 }
+
+const PLAIN: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: plain
+  namespace: default
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: plain
+  template:
+    metadata:
+      labels:
+        app: plain
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: plaindb
+  namespace: default
+spec:
+  serviceName: plaindb
+  replicas: 1
+  selector:
+    matchLabels:
+      app: plaindb
+  template:
+    metadata:
+      labels:
+        app: plaindb
+    spec:
+      containers:
+      - name: db
+        image: postgres:16
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: plainagent
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: plainagent
+  template:
+    metadata:
+      labels:
+        app: plainagent
+    spec:
+      containers:
+      - name: agent
+        image: busybox:1.36
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategies_are_defaulted_so_rollout_status_works() {
+    let env = common::start().await;
+    let f = env.write("plain.yaml", PLAIN);
+    env.kubectl_ok(&["apply", "-f", &f]).await;
+    let jp = |path: &str| format!("jsonpath={path}");
+    let out = env
+        .kubectl_ok(&[
+            "get",
+            "deployment/plain",
+            "-o",
+            &jp("{.spec.strategy.type} {.spec.strategy.rollingUpdate.maxSurge} {.spec.strategy.rollingUpdate.maxUnavailable}"),
+        ])
+        .await;
+    assert_eq!(out.trim(), "RollingUpdate 25% 25%");
+    let out = env
+        .kubectl_ok(&[
+            "get",
+            "statefulset/plaindb",
+            "-o",
+            &jp("{.spec.updateStrategy.type} {.spec.updateStrategy.rollingUpdate.partition}"),
+        ])
+        .await;
+    assert_eq!(out.trim(), "RollingUpdate 0");
+    let out = env
+        .kubectl_ok(&[
+            "get",
+            "daemonset/plainagent",
+            "-o",
+            &jp("{.spec.updateStrategy.type} {.spec.updateStrategy.rollingUpdate.maxUnavailable} {.spec.updateStrategy.rollingUpdate.maxSurge}"),
+        ])
+        .await;
+    assert_eq!(out.trim(), "RollingUpdate 1 0");
+    for w in [
+        "deployment/plain",
+        "statefulset/plaindb",
+        "daemonset/plainagent",
+    ] {
+        env.kubectl_ok(&["rollout", "status", w, "--timeout=20s"])
+            .await;
+    }
+    // An explicit strategy is kept, and re-applying the same manifest is a no-op.
+    env.kubectl_ok(&[
+        "patch",
+        "statefulset/plaindb",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}"#,
+    ])
+    .await;
+    let out = env
+        .kubectl_ok(&[
+            "get",
+            "statefulset/plaindb",
+            "-o",
+            &jp("{.spec.updateStrategy}"),
+        ])
+        .await;
+    assert_eq!(out.trim(), r#"{"type":"OnDelete"}"#);
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_scale_uses_the_scale_subresource() {
+    let env = common::start().await;
+    let f = env.write("plain.yaml", PLAIN);
+    env.kubectl_ok(&["apply", "-f", &f]).await;
+    let out = env
+        .kubectl_ok(&["scale", "deployment/plain", "--replicas=3"])
+        .await;
+    assert!(out.contains("scaled"), "{out}");
+    env.kubectl_ok(&["scale", "statefulset/plaindb", "--replicas=2"])
+        .await;
+    let out = env
+        .kubectl_ok(&[
+            "get",
+            "deployment/plain",
+            "statefulset/plaindb",
+            "-o",
+            "jsonpath={.items[*].spec.replicas}",
+        ])
+        .await;
+    assert_eq!(out.trim(), "3 2");
+    env.kubectl_ok(&["rollout", "status", "deployment/plain", "--timeout=20s"])
+        .await;
+    let out = env
+        .kubectl_ok(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/statefulsets/plaindb/scale",
+        ])
+        .await;
+    assert!(out.contains(r#""kind":"Scale""#), "{out}");
+    assert!(out.contains(r#""replicas":2"#), "{out}");
+    // The precondition kubectl offers, and the validation of negative counts.
+    let out = env
+        .kubectl(&[
+            "scale",
+            "deployment/plain",
+            "--current-replicas=5",
+            "--replicas=1",
+        ])
+        .await;
+    assert!(!out.status.success(), "{out:?}");
+    let out = env
+        .kubectl(&[
+            "patch",
+            "deployment/plain",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":-1}}"#,
+        ])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("greater than or equal to 0"), "{err}");
+    let out = env
+        .kubectl_ok(&["get", "deployment/plain", "-o", "jsonpath={.spec.replicas}"])
+        .await;
+    assert_eq!(out.trim(), "3");
+    env.cluster.shutdown().await;
+}
