@@ -6,6 +6,7 @@ pub mod access;
 pub mod auth;
 pub mod controllers;
 pub mod discovery;
+pub mod events;
 pub mod faults;
 pub mod fieldcheck;
 pub mod lifecycle;

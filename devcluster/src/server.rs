@@ -23,7 +23,7 @@ use crate::status::{self, ApiError, FieldError};
 use crate::store::{Change, Key, Store, random_bytes, resource_version};
 use crate::table::{self, Rendering};
 use crate::watch::{self, Render, Scope, WatchParams};
-use crate::{discovery, fieldcheck, openapi, patch as patch_ops, ssa};
+use crate::{discovery, events, fieldcheck, openapi, patch as patch_ops, ssa};
 
 /// kube-apiserver's request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -554,6 +554,11 @@ fn stamped(def: &ResourceDef, obj: &Value) -> Value {
     o
 }
 
+/// A stored object stamped and in the URL's version (Events share storage across versions).
+fn served_stamped(def: &ResourceDef, stored: &Value) -> Value {
+    stamped(def, &events::served(def, stored))
+}
+
 /// A stored object as served, without copying it: `kind`/`apiVersion` first when `stamp` is
 /// set (what [`stamped`] builds), or left out (built-in list items).
 struct Served<'a> {
@@ -618,6 +623,7 @@ fn render_fn(def: &Arc<ResourceDef>, accept: &str) -> Render {
 }
 
 fn respond_object(def: &ResourceDef, code: u16, obj: &Value, accept: &str) -> Response {
+    let obj = &*events::served(def, obj);
     let rendering = table::rendering(accept);
     if let Rendering::Full = rendering {
         let api_version = def.api_version();
@@ -717,11 +723,17 @@ fn list(
     let meta = Value::Object(meta);
     let out = match table::rendering(accept) {
         Rendering::Table => {
-            let stamped_items: Vec<Value> = selected.iter().map(|o| stamped(&t.def, o)).collect();
+            let stamped_items: Vec<Value> = selected
+                .iter()
+                .map(|o| stamped(&t.def, &events::served(&t.def, o)))
+                .collect();
             table::table(&t.def, &stamped_items, meta, true)
         }
         Rendering::Metadata => {
-            let stamped_items: Vec<Value> = selected.iter().map(|o| stamped(&t.def, o)).collect();
+            let stamped_items: Vec<Value> = selected
+                .iter()
+                .map(|o| stamped(&t.def, &events::served(&t.def, o)))
+                .collect();
             table::partial_metadata_list(meta, &stamped_items)
         }
         Rendering::Full => {
@@ -731,11 +743,12 @@ fn list(
                 .def
                 .is_custom()
                 .then_some((t.def.kind.as_str(), api_version.as_str()));
+            let served: Vec<_> = selected.iter().map(|o| events::served(&t.def, o)).collect();
             let out = ServedList {
                 kind: &t.def.list_kind,
                 api_version: &api_version,
                 metadata: &meta,
-                items: selected.iter().map(|obj| Served { obj, stamp }).collect(),
+                items: served.iter().map(|obj| Served { obj, stamp }).collect(),
             };
             return serialized_response(200, &out);
         }
@@ -903,6 +916,8 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
         o.insert("status".into(), st);
     }
     let obj = stamped(&t.def, &obj);
+    events::validate_create(&t.def, &obj)?;
+    let obj = events::stored(&t.def, obj);
     let key = t.key(&name);
     let out = s.store.mutate(&key, dry_run, |old| match old {
         Some(_) => Err(ApiError::already_exists(&t.def.group, &t.def.plural, &name)),
@@ -959,7 +974,7 @@ fn create(
     );
     let out = create_object(s, t, obj, dry_run)?;
     Ok(with_warnings(
-        json_response(201, &stamped(&t.def, &out)),
+        json_response(201, &served_stamped(&t.def, &out)),
         &warnings,
     ))
 }
@@ -1093,6 +1108,8 @@ where
         let Some(old) = old else {
             return Err(ApiError::not_found(&t.def.group, &t.def.plural, name));
         };
+        let stored_old = old;
+        let old = &*events::served(&t.def, stored_old);
         let mut new = compute(old)?;
         if let Some(o) = new.as_object_mut() {
             o.insert("kind".into(), json!(t.def.kind));
@@ -1136,12 +1153,13 @@ where
                 );
                 // No-op (spec §2.8): same object up to managedFields times keeps RV and times.
                 if ssa::managed_fields_equal_ignoring_time(old, &v) {
-                    Change::Keep(old.clone())
+                    Change::Keep(stored_old.clone())
                 } else {
-                    Change::Put(v)
+                    Change::Put(events::stored(&t.def, v))
                 }
             }
-            c => c,
+            Change::Remove(v) => Change::Remove(events::stored(&t.def, v)),
+            Change::Keep(v) => Change::Keep(events::stored(&t.def, v)),
         })
     })?;
     if is_crd && out.changed {
@@ -1209,7 +1227,7 @@ fn update(
             }
             Ok(Change::Put(n))
         })?;
-        return Ok(json_response(200, &stamped(&def, &out.object)));
+        return Ok(json_response(200, &served_stamped(&def, &out.object)));
     }
     check_type(&t.def, &obj)?;
     check_identity(t, &mut obj, Some(&name))?;
@@ -1242,7 +1260,7 @@ fn update(
         },
     )?;
     Ok(with_warnings(
-        json_response(200, &stamped(&t.def, &out)),
+        json_response(200, &served_stamped(&t.def, &out)),
         &warnings,
     ))
 }
@@ -1516,7 +1534,7 @@ fn patch(
         },
     )?;
     Ok(with_warnings(
-        json_response(200, &stamped(&t.def, &out)),
+        json_response(200, &served_stamped(&t.def, &out)),
         &warnings,
     ))
 }
@@ -1619,7 +1637,7 @@ fn apply(
         let created = run(None)?;
         rbac_guard(s, t, user)(&created)?;
         let out = create_object(s, t, created, dry_run)?;
-        return Ok(json_response(201, &stamped(&t.def, &out)));
+        return Ok(json_response(201, &served_stamped(&t.def, &out)));
     }
     let want_rv = meta_str(&applied, "resourceVersion").to_string();
     let want_uid = meta_str(&applied, "uid").to_string();
@@ -1640,7 +1658,7 @@ fn apply(
         guard(&new)?;
         Ok(new)
     })?;
-    Ok(json_response(200, &stamped(&t.def, &out)))
+    Ok(json_response(200, &served_stamped(&t.def, &out)))
 }
 
 fn patch_rv(ct: &str, patch: &Value) -> Option<String> {
@@ -1726,7 +1744,7 @@ fn delete(s: &Shared, t: &Target, q: &Query, bytes: &[u8]) -> Result<Response, A
             ),
         ));
     }
-    Ok(json_response(200, &stamped(&t.def, &out.object)))
+    Ok(json_response(200, &served_stamped(&t.def, &out.object)))
 }
 
 fn delete_collection(
@@ -1752,7 +1770,7 @@ fn delete_collection(
             meta_str(o, "name"),
         );
         match lifecycle::delete(&s.store, &s.registry, &t.def, &key, &opts) {
-            Ok(out) => deleted.push(stamped(&t.def, &out.object)),
+            Ok(out) => deleted.push(stamped(&t.def, &events::served(&t.def, &out.object))),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }

@@ -52,7 +52,7 @@ impl Scope {
     }
 
     fn stamp(&self, obj: &Value) -> Value {
-        let mut o = obj.clone();
+        let mut o = crate::events::served(&self.def, obj).into_owned();
         if let Some(m) = o.as_object_mut() {
             m.insert("kind".into(), json!(self.def.kind));
             m.insert("apiVersion".into(), json!(self.def.api_version()));
