@@ -177,22 +177,9 @@ pub fn settings_from_rule(
     Ok(EncryptSettings {
         groups,
         shamir_threshold: rule.shamir_threshold.unwrap_or(0),
-        selection: rule.selection.clone().map(convert_selection),
+        selection: rule.selection.clone(),
         mac_only_encrypted: rule.mac_only_encrypted,
     })
-}
-
-pub fn convert_selection(s: sops::config::Selection) -> sops::metadata::Selection {
-    use sops::config::Selection as C;
-    use sops::metadata::Selection as M;
-    match s {
-        C::UnencryptedSuffix(v) => M::UnencryptedSuffix(v),
-        C::EncryptedSuffix(v) => M::EncryptedSuffix(v),
-        C::UnencryptedRegex(v) => M::UnencryptedRegex(v),
-        C::EncryptedRegex(v) => M::EncryptedRegex(v),
-        C::UnencryptedCommentRegex(v) => M::UnencryptedCommentRegex(v),
-        C::EncryptedCommentRegex(v) => M::EncryptedCommentRegex(v),
-    }
 }
 
 /// Output layout from the config's `stores:` section and `--indent`.

@@ -1,5 +1,5 @@
 //! `.sops.yaml`: discovery and creation rules, as sops 3.11 does it
-//! (`config/config.go`, `cmd/sops/main.go`). See SOPS-FORMAT.md §7.
+//! (`config/config.go`, `cmd/sops/main.go`).
 //!
 //! * Discovery starts at the **current directory** (not the file's) and walks up at
 //!   most 100 levels; a `.sops.yml` is ignored with sops' warning.
@@ -32,49 +32,8 @@ const CONFIG_FILE_NAME: &str = ".sops.yaml";
 const ALTERNATE_CONFIG_NAME: &str = ".sops.yml";
 const MAX_DEPTH: usize = 100;
 
-/// The one option that decides which values are encrypted (SOPS-FORMAT.md §5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    UnencryptedSuffix(String),
-    EncryptedSuffix(String),
-    UnencryptedRegex(String),
-    EncryptedRegex(String),
-    UnencryptedCommentRegex(String),
-    EncryptedCommentRegex(String),
-}
-
-impl Selection {
-    /// The `.sops.yaml` / metadata key for this option, e.g. `encrypted_regex`.
-    pub fn key(&self) -> &'static str {
-        match self {
-            Selection::UnencryptedSuffix(_) => "unencrypted_suffix",
-            Selection::EncryptedSuffix(_) => "encrypted_suffix",
-            Selection::UnencryptedRegex(_) => "unencrypted_regex",
-            Selection::EncryptedRegex(_) => "encrypted_regex",
-            Selection::UnencryptedCommentRegex(_) => "unencrypted_comment_regex",
-            Selection::EncryptedCommentRegex(_) => "encrypted_comment_regex",
-        }
-    }
-
-    /// The suffix or regex text.
-    pub fn value(&self) -> &str {
-        match self {
-            Selection::UnencryptedSuffix(v)
-            | Selection::EncryptedSuffix(v)
-            | Selection::UnencryptedRegex(v)
-            | Selection::EncryptedRegex(v)
-            | Selection::UnencryptedCommentRegex(v)
-            | Selection::EncryptedCommentRegex(v) => v,
-        }
-    }
-
-    fn is_regex(&self) -> bool {
-        !matches!(
-            self,
-            Selection::UnencryptedSuffix(_) | Selection::EncryptedSuffix(_)
-        )
-    }
-}
+/// Which values are encrypted; the same type the file metadata uses.
+pub use crate::sops::metadata::Selection;
 
 /// One key group of a rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -37,6 +37,14 @@ impl Selection {
             | Selection::EncryptedCommentRegex(s) => s,
         }
     }
+    /// Regex options (as opposed to suffixes).
+    pub fn is_regex(&self) -> bool {
+        !matches!(
+            self,
+            Selection::UnencryptedSuffix(_) | Selection::EncryptedSuffix(_)
+        )
+    }
+
     fn from_key(key: &str, v: String) -> Option<Self> {
         Some(match key {
             "unencrypted_suffix" => Selection::UnencryptedSuffix(v),

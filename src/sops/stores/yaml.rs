@@ -2,8 +2,8 @@
 //! (`stores/yaml/store.go` on top of `go.yaml.in/yaml/v3` v3.0.4).
 //!
 //! * [`parse`] turns a YAML stream into one [`Node::Map`] per document. Structure comes
-//!   from `saphyr-parser` events; scalars are resolved with yaml.v3's rules (§6.1 of
-//!   SOPS-FORMAT.md). saphyr does not report comments, so they are recovered from the
+//!   from `saphyr-parser` events; scalars are resolved with yaml.v3's rules
+//!   (`resolve.go`). saphyr does not report comments, so they are recovered from the
 //!   text (every `#` outside a scalar that starts a line or follows a blank) and placed
 //!   the way sops 3.11 places yaml.v3's head/line/foot comments.
 //! * [`emit`] reproduces yaml.v3's encoder output byte for byte. It builds the node tree
