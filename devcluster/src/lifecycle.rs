@@ -189,13 +189,125 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
             }
         }
     }
-    default_update_strategy(def, obj);
+    apply_defaults(def, obj);
     if def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition" {
         let mut f = finalizers(obj);
         if !f.iter().any(|x| x == CRD_FINALIZER) {
             f.push(CRD_FINALIZER.into());
         }
         set_finalizers(obj, &f);
+    }
+}
+
+/// The built-in defaults kube-apiserver fills in before storage, on create and update:
+/// rollout strategies, workload spec fields, every PodSpec (Pods and pod templates) with its
+/// containers, and Services. Explicit values are kept.
+pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
+    default_update_strategy(def, obj);
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let set = |o: &mut Map<String, Value>, k: &str, v: Value| {
+        o.entry(k.to_string()).or_insert(v);
+    };
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("apps", "Deployment") => {
+            set(spec, "replicas", json!(1));
+            set(spec, "revisionHistoryLimit", json!(10));
+            set(spec, "progressDeadlineSeconds", json!(600));
+        }
+        ("apps", "StatefulSet") => {
+            set(spec, "replicas", json!(1));
+            set(spec, "podManagementPolicy", json!("OrderedReady"));
+            set(spec, "revisionHistoryLimit", json!(10));
+        }
+        ("", "Service") => default_service(spec),
+        _ => {}
+    }
+    let pod_spec: &[&str] = match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Pod") => &[],
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job") => {
+            &["template", "spec"]
+        }
+        ("batch", "CronJob") => &["jobTemplate", "spec", "template", "spec"],
+        _ => return,
+    };
+    let mut node = &mut *spec;
+    for key in pod_spec {
+        let Some(next) = node.get_mut(*key).and_then(Value::as_object_mut) else {
+            return;
+        };
+        node = next;
+    }
+    default_pod_spec(node, !matches!(def.kind.as_str(), "Job" | "CronJob"));
+}
+
+fn default_service(spec: &mut Map<String, Value>) {
+    spec.entry("type").or_insert_with(|| json!("ClusterIP"));
+    spec.entry("sessionAffinity")
+        .or_insert_with(|| json!("None"));
+    let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+        port.entry("protocol").or_insert_with(|| json!("TCP"));
+        if !port.contains_key("targetPort")
+            && let Some(p) = port.get("port").cloned()
+        {
+            port.insert("targetPort".into(), p);
+        }
+    }
+}
+
+fn default_pod_spec(spec: &mut Map<String, Value>, restart_always: bool) {
+    if restart_always {
+        spec.entry("restartPolicy")
+            .or_insert_with(|| json!("Always"));
+    }
+    spec.entry("dnsPolicy")
+        .or_insert_with(|| json!("ClusterFirst"));
+    spec.entry("schedulerName")
+        .or_insert_with(|| json!("default-scheduler"));
+    spec.entry("securityContext").or_insert_with(|| json!({}));
+    spec.entry("terminationGracePeriodSeconds")
+        .or_insert_with(|| json!(30));
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+            if !c.contains_key("imagePullPolicy") {
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                let policy = if image_tag_is_latest(image) {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                c.insert("imagePullPolicy".into(), json!(policy));
+            }
+            c.entry("terminationMessagePath")
+                .or_insert_with(|| json!("/dev/termination-log"));
+            c.entry("terminationMessagePolicy")
+                .or_insert_with(|| json!("File"));
+            if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    port.entry("protocol").or_insert_with(|| json!("TCP"));
+                }
+            }
+        }
+    }
+}
+
+/// Whether an image reference means the `latest` tag: named so, or with neither tag nor digest.
+fn image_tag_is_latest(image: &str) -> bool {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, _)) => (n, true),
+        None => (image, false),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => !digest,
     }
 }
 
@@ -314,7 +426,7 @@ pub fn prepare_update(
             }
         }
     }
-    default_update_strategy(def, &mut new);
+    apply_defaults(def, &mut new);
     if def.kind == "Namespace" && def.group.is_empty() {
         let name = json!(meta_str(old, "name"));
         let m = meta_mut(&mut new);
@@ -906,6 +1018,16 @@ pub fn crd_defs(crd: &Value) -> Vec<ResourceDef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latest_tag_detection() {
+        assert!(image_tag_is_latest("nginx"));
+        assert!(image_tag_is_latest("nginx:latest"));
+        assert!(image_tag_is_latest("registry:5000/team/app"));
+        assert!(!image_tag_is_latest("registry:5000/team/app:v1"));
+        assert!(!image_tag_is_latest("nginx@sha256:abc"));
+        assert!(!image_tag_is_latest("nginx:1.25"));
+    }
 
     fn def(kind: &str) -> ResourceDef {
         crate::resources::builtins()

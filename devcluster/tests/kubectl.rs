@@ -304,3 +304,124 @@ async fn kubectl_crd_serves_its_kind_with_printer_columns() {
     assert!(!out.status.success());
     env.cluster.shutdown().await;
 }
+
+const DEFAULTED: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: api
+  template:
+    metadata:
+      labels:
+        app: api
+    spec:
+      containers:
+      - name: api
+        image: example/api
+        ports:
+        - containerPort: 8080
+      initContainers:
+      - name: init
+        image: example/init:v2
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  namespace: default
+spec:
+  selector:
+    app: api
+  ports:
+  - port: 80
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_fills_defaults_and_diff_is_empty() {
+    let env = common::start().await;
+    let f = env.write("defaulted.yaml", DEFAULTED);
+    env.kubectl_ok(&["apply", "--server-side", "-f", &f]).await;
+    let get = |kind: &'static str| {
+        let env = &env;
+        async move {
+            let out = env
+                .kubectl_ok(&[
+                    "get",
+                    kind,
+                    "api",
+                    "-n",
+                    "default",
+                    "-o",
+                    "json",
+                    "--show-managed-fields",
+                ])
+                .await;
+            serde_json::from_str::<Value>(&out).expect("json")
+        }
+    };
+    let dep = get("deploy").await;
+    let rv = dep["metadata"]["resourceVersion"].clone();
+
+    let diff = env.kubectl(&["diff", "--server-side", "-f", &f]).await;
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(
+        diff.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+
+    env.kubectl_ok(&["apply", "--server-side", "-f", &f]).await;
+    let dep = get("deploy").await;
+    assert_eq!(dep["metadata"]["resourceVersion"], rv);
+
+    let spec = &dep["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["revisionHistoryLimit"], 10);
+    assert_eq!(spec["progressDeadlineSeconds"], 600);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Always");
+    assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+    assert_eq!(pod["schedulerName"], "default-scheduler");
+    assert_eq!(pod["securityContext"], serde_json::json!({}));
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+    let c = &pod["containers"][0];
+    assert_eq!(c["imagePullPolicy"], "Always");
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(c["terminationMessagePolicy"], "File");
+    assert_eq!(c["ports"][0]["protocol"], "TCP");
+    assert_eq!(pod["initContainers"][0]["imagePullPolicy"], "IfNotPresent");
+
+    // The applier owns only what it sent.
+    let applied = dep["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|m| m.iter().find(|e| e["operation"] == "Apply"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let fields = applied["fieldsV1"].to_string();
+    assert!(fields.contains("f:selector"), "{fields}");
+    for defaulted in [
+        "f:replicas",
+        "f:dnsPolicy",
+        "f:imagePullPolicy",
+        "f:revisionHistoryLimit",
+    ] {
+        assert!(!fields.contains(defaulted), "{defaulted} in {fields}");
+    }
+
+    let svc = get("svc").await;
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["sessionAffinity"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+    env.cluster.shutdown().await;
+}
