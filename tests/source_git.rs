@@ -572,3 +572,151 @@ fn credentials_never_show_in_debug() {
     };
     assert!(!format!("{c:?}").contains(CANARY));
 }
+
+/// Every entry below `dir` with its kind, mode and content (or symlink target), sorted.
+fn snapshot(dir: &Path) -> Vec<(String, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).expect("prefix").display().to_string();
+            let m = std::fs::symlink_metadata(&p).expect("metadata");
+            if m.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).expect("read link");
+                out.push((rel, format!("link {}", t.display())));
+            } else if m.is_dir() {
+                out.push((rel, "dir".into()));
+                walk(base, &p, out);
+            } else {
+                let content = std::fs::read(&p).expect("read file");
+                let mode = m.permissions().mode() & 0o777;
+                out.push((
+                    rel,
+                    format!("file {mode:o} {}", String::from_utf8_lossy(&content)),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn incremental_checkout_equals_a_fresh_checkout() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::new(20);
+    let url = repo.file_url();
+    let warm = cache();
+    let w = &repo.work;
+    let commit_all = |msg: &str| {
+        git(w, &["add", "-A"]);
+        git(w, &["commit", "-q", "-m", msg]);
+        repo.publish();
+    };
+    let mut prev = ok(
+        &url,
+        &branch("main"),
+        None,
+        warm.path(),
+        &Verification::None,
+    );
+    type Step<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let steps: Vec<Step> = vec![
+        (
+            "modify and add",
+            Box::new(|| {
+                std::fs::write(w.join("apps/app01/obj0001.yaml"), "changed\n").unwrap();
+                std::fs::create_dir_all(w.join("new/deep")).unwrap();
+                std::fs::write(w.join("new/deep/a.txt"), "a\n").unwrap();
+            }),
+        ),
+        (
+            "delete and rename",
+            Box::new(|| {
+                std::fs::remove_file(w.join("apps/app02/obj0002.yaml")).unwrap();
+                std::fs::create_dir_all(w.join("moved")).unwrap();
+                std::fs::rename(w.join("apps/app03/obj0003.yaml"), w.join("moved/obj3.yaml"))
+                    .unwrap();
+            }),
+        ),
+        (
+            "mode change and symlinks",
+            Box::new(|| {
+                let p = w.join("apps/app04/obj0004.yaml");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+                std::os::unix::fs::symlink("../apps/app05/obj0005.yaml", w.join("new/link"))
+                    .unwrap();
+            }),
+        ),
+        (
+            "file becomes a directory and a directory a file",
+            Box::new(|| {
+                std::fs::remove_dir_all(w.join("new/deep")).unwrap();
+                std::fs::write(w.join("new/deep"), "now a file\n").unwrap();
+                std::fs::remove_file(w.join("README.md")).unwrap();
+                std::fs::create_dir_all(w.join("README.md")).unwrap();
+                std::fs::write(w.join("README.md/inner"), "inner\n").unwrap();
+                let p = w.join("apps/app04/obj0004.yaml");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+                std::fs::remove_file(w.join("new/link")).unwrap();
+                std::fs::write(w.join("new/link"), "link became a file\n").unwrap();
+            }),
+        ),
+        (
+            "delete a whole directory",
+            Box::new(|| {
+                std::fs::remove_dir_all(w.join("apps/app06")).unwrap();
+                std::fs::remove_dir_all(w.join("moved")).unwrap();
+            }),
+        ),
+    ];
+    for (what, change) in &steps {
+        change();
+        commit_all(what);
+        let next = ok(
+            &url,
+            &branch("main"),
+            None,
+            warm.path(),
+            &Verification::None,
+        );
+        assert_ne!(next.commit, prev.commit, "{what}");
+        assert!(!prev.dir.exists(), "{what}: the previous checkout is gone");
+        let fresh_cache = cache();
+        let fresh = ok(
+            &url,
+            &branch("main"),
+            None,
+            fresh_cache.path(),
+            &Verification::None,
+        );
+        assert_eq!(fresh.commit, next.commit);
+        assert_eq!(files(&next.dir), files(&fresh.dir), "{what}");
+        assert_eq!(snapshot(&next.dir), snapshot(&fresh.dir), "{what}");
+        prev = next;
+    }
+
+    // A previous checkout that was changed is not reused: the result is still exact.
+    std::fs::write(prev.dir.join("stray"), "x").unwrap();
+    std::fs::write(prev.dir.join("apps/app07/obj0007.yaml"), "tampered").unwrap();
+    repo.commit("after-tamper.txt", "t\n", None);
+    let next = ok(
+        &url,
+        &branch("main"),
+        None,
+        warm.path(),
+        &Verification::None,
+    );
+    let fresh_cache = cache();
+    let fresh = ok(
+        &url,
+        &branch("main"),
+        None,
+        fresh_cache.path(),
+        &Verification::None,
+    );
+    assert_eq!(snapshot(&next.dir), snapshot(&fresh.dir));
+    assert!(!next.dir.join("stray").exists());
+}

@@ -456,12 +456,25 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| co_err(e.to_string()))?;
         }
-        let written = repo
+        let new_tree = repo
             .find_commit(commit_id)
             .and_then(|c| c.tree())
-            .map_err(|e| e.to_string())
-            .and_then(|tree| write_tree(&repo, &tree, &tmp, &tmp));
-        if let Err(e) = written {
+            .map_err(|e| co_err(e.to_string()))?;
+        // Reuse the previous checkout of this URL when it is intact: only the tree diff
+        // is applied. Anything unexpected falls back to a full checkout.
+        let mut done = false;
+        if let Some((prev_dir, prev_tree)) = previous_checkout(&repo, &checkouts, &commit) {
+            match update_checkout(&repo, &prev_tree, &new_tree, &prev_dir, &tmp) {
+                Ok(()) => done = true,
+                Err(e) => {
+                    tracing::debug!(url = %url_r, reason = %scrubber.scrub(&e), "incremental checkout not possible, writing a full checkout");
+                    if tmp.exists() {
+                        fs::remove_dir_all(&tmp).map_err(|e| co_err(e.to_string()))?;
+                    }
+                }
+            }
+        }
+        if !done && let Err(e) = write_tree(&repo, &new_tree, &tmp, &tmp) {
             let _ = fs::remove_dir_all(&tmp);
             return Err(co_err(e));
         }
@@ -843,44 +856,64 @@ fn write_tree(repo: &Repository, tree: &git2::Tree, dir: &Path, root: &Path) -> 
         let name = entry
             .name()
             .map_err(|_| "a file name in the tree is not UTF-8".to_owned())?;
-        if name.is_empty()
-            || name == "."
-            || name == ".."
-            || name.contains('/')
-            || name.contains('\0')
-            || name.eq_ignore_ascii_case(".git")
-        {
-            return Err(format!("the tree contains an unsafe file name {name:?}"));
-        }
+        check_name(name)?;
         let path = dir.join(name);
-        let rel = || {
-            path.strip_prefix(root)
-                .unwrap_or(&path)
-                .display()
-                .to_string()
-        };
-        match entry.filemode() {
-            0o040000 => {
-                let sub = repo
-                    .find_tree(entry.id())
-                    .map_err(|e| format!("{}: {e}", rel()))?;
-                write_tree(repo, &sub, &path, root)?;
-            }
+        if entry.filemode() == 0o040000 {
+            let sub = repo
+                .find_tree(entry.id())
+                .map_err(|e| format!("{}: {e}", rel_display(&path, root)))?;
+            write_tree(repo, &sub, &path, root)?;
+        } else {
+            write_leaf(repo, entry.filemode(), entry.id(), &path, dir, root)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses names that could escape the directory (`..`, `/`, `.git`).
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.eq_ignore_ascii_case(".git")
+    {
+        return Err(format!("the tree contains an unsafe file name {name:?}"));
+    }
+    Ok(())
+}
+
+fn rel_display(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Writes one non-tree entry (file, symlink or submodule) at `path` inside `dir`.
+fn write_leaf(
+    repo: &Repository,
+    mode: i32,
+    id: Oid,
+    path: &Path,
+    dir: &Path,
+    root: &Path,
+) -> Result<(), String> {
+    let rel = || rel_display(path, root);
+    {
+        match mode {
             0o100644 | 0o100755 | 0o100664 => {
-                let blob = repo
-                    .find_blob(entry.id())
-                    .map_err(|e| format!("{}: {e}", rel()))?;
-                fs::write(&path, blob.content()).map_err(|e| format!("{}: {e}", rel()))?;
-                if entry.filemode() == 0o100755 {
+                let blob = repo.find_blob(id).map_err(|e| format!("{}: {e}", rel()))?;
+                fs::write(path, blob.content()).map_err(|e| format!("{}: {e}", rel()))?;
+                if mode == 0o100755 {
                     use std::os::unix::fs::PermissionsExt;
-                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
                         .map_err(|e| format!("{}: {e}", rel()))?;
                 }
             }
             0o120000 => {
-                let blob = repo
-                    .find_blob(entry.id())
-                    .map_err(|e| format!("{}: {e}", rel()))?;
+                let blob = repo.find_blob(id).map_err(|e| format!("{}: {e}", rel()))?;
                 let target = std::str::from_utf8(blob.content())
                     .map_err(|_| format!("{}: symlink target is not UTF-8", rel()))?;
                 if !symlink_stays_inside(root, dir, Path::new(target)) {
@@ -889,14 +922,215 @@ fn write_tree(repo: &Repository, tree: &git2::Tree, dir: &Path, root: &Path) -> 
                         rel()
                     ));
                 }
-                std::os::unix::fs::symlink(target, &path).map_err(|e| format!("{}: {e}", rel()))?;
+                std::os::unix::fs::symlink(target, path).map_err(|e| format!("{}: {e}", rel()))?;
             }
             0o160000 => {
                 // A submodule: its content is not part of this repository.
-                fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", rel()))?;
+                fs::create_dir(path).map_err(|e| format!("{}: {e}", rel()))?;
             }
             other => return Err(format!("{}: unsupported file mode {other:o}", rel())),
         }
+    }
+    Ok(())
+}
+
+/// The previous checkout of this URL (another commit's directory under `checkouts`)
+/// and its tree, when there is one whose commit is in the repository.
+fn previous_checkout<'r>(
+    repo: &'r Repository,
+    checkouts: &Path,
+    commit: &str,
+) -> Option<(PathBuf, git2::Tree<'r>)> {
+    let entries = fs::read_dir(checkouts).ok()?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == commit || name.len() != 40 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        let Ok(ft) = e.file_type() else { continue };
+        if !ft.is_dir() {
+            continue;
+        }
+        let Ok(id) = Oid::from_str(name) else {
+            continue;
+        };
+        if let Ok(tree) = repo.find_commit(id).and_then(|c| c.tree()) {
+            return Some((e.path(), tree));
+        }
+    }
+    None
+}
+
+/// Checks that `dir` holds exactly `tree` as `write_tree` writes it: the same names,
+/// kinds, file sizes, executable bits and symlink targets (contents are not read).
+fn checkout_is_intact(
+    repo: &Repository,
+    odb: &git2::Odb,
+    tree: &git2::Tree,
+    dir: &Path,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |p: &Path, what: &str| format!("{}: {what}", p.display());
+    let mut names = std::collections::BTreeSet::new();
+    for entry in fs::read_dir(dir).map_err(|e| bad(dir, &e.to_string()))? {
+        let entry = entry.map_err(|e| bad(dir, &e.to_string()))?;
+        names.insert(entry.file_name());
+    }
+    if names.len() != tree.len() {
+        return Err(bad(dir, "the entries differ from the tree"));
+    }
+    for entry in tree.iter() {
+        let name = entry
+            .name()
+            .map_err(|_| "a file name in the tree is not UTF-8".to_owned())?;
+        check_name(name)?;
+        if !names.contains(std::ffi::OsStr::new(name)) {
+            return Err(bad(dir, "the entries differ from the tree"));
+        }
+        let path = dir.join(name);
+        let meta = fs::symlink_metadata(&path).map_err(|e| bad(&path, &e.to_string()))?;
+        let ok = match entry.filemode() {
+            0o040000 => {
+                if !meta.is_dir() {
+                    return Err(bad(&path, "not a directory"));
+                }
+                let sub = repo
+                    .find_tree(entry.id())
+                    .map_err(|e| bad(&path, &e.to_string()))?;
+                checkout_is_intact(repo, odb, &sub, &path)?;
+                true
+            }
+            mode @ (0o100644 | 0o100755 | 0o100664) => {
+                let (size, _) = odb
+                    .read_header(entry.id())
+                    .map_err(|e| bad(&path, &e.to_string()))?;
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                meta.is_file() && meta.len() == size as u64 && exec == (mode == 0o100755)
+            }
+            0o120000 => {
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|e| bad(&path, &e.to_string()))?;
+                meta.file_type().is_symlink()
+                    && fs::read_link(&path)
+                        .map(|t| t.as_os_str().as_encoded_bytes() == blob.content())
+                        .unwrap_or(false)
+            }
+            0o160000 => {
+                meta.is_dir()
+                    && fs::read_dir(&path)
+                        .map(|mut d| d.next().is_none())
+                        .unwrap_or(false)
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(bad(&path, "differs from the tree"));
+        }
+    }
+    Ok(())
+}
+
+/// Produces the checkout of `new_tree` in `tmp` by moving the intact checkout of
+/// `old_tree` from `prev_dir` there and applying only the difference between the trees.
+/// On error `tmp` may be left half-updated; the caller removes it.
+fn update_checkout(
+    repo: &Repository,
+    old_tree: &git2::Tree,
+    new_tree: &git2::Tree,
+    prev_dir: &Path,
+    tmp: &Path,
+) -> Result<(), String> {
+    let odb = repo.odb().map_err(|e| e.to_string())?;
+    checkout_is_intact(repo, &odb, old_tree, prev_dir)?;
+    let mut opts = git2::DiffOptions::new();
+    opts.include_typechange(true).ignore_submodules(false);
+    let diff = repo
+        .diff_tree_to_tree(Some(old_tree), Some(new_tree), Some(&mut opts))
+        .map_err(|e| e.to_string())?;
+    // Resolve and check every path before touching anything.
+    let rel_path = |p: Option<&Path>| -> Result<PathBuf, String> {
+        let p = p.ok_or_else(|| "a changed entry has no path".to_owned())?;
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            let Component::Normal(n) = c else {
+                return Err(format!("unsafe path {:?} in the diff", p.display()));
+            };
+            let n = n
+                .to_str()
+                .ok_or_else(|| "a file name in the tree is not UTF-8".to_owned())?;
+            check_name(n)?;
+            out.push(n);
+        }
+        if out.as_os_str().is_empty() {
+            return Err("an empty path in the diff".into());
+        }
+        Ok(out)
+    };
+    let mut removals = Vec::new();
+    let mut writes = Vec::new();
+    for delta in diff.deltas() {
+        use git2::Delta;
+        let old = delta.old_file();
+        let new = delta.new_file();
+        match delta.status() {
+            Delta::Deleted => removals.push((rel_path(old.path())?, u32::from(old.mode()))),
+            Delta::Added => writes.push((rel_path(new.path())?, u32::from(new.mode()), new.id())),
+            Delta::Modified | Delta::Typechange => {
+                removals.push((rel_path(old.path())?, u32::from(old.mode())));
+                writes.push((rel_path(new.path())?, u32::from(new.mode()), new.id()));
+            }
+            other => return Err(format!("unexpected change {other:?} in the diff")),
+        }
+    }
+
+    fs::rename(prev_dir, tmp).map_err(|e| format!("{}: {e}", prev_dir.display()))?;
+    // First every removal (so that a file may become a directory and back), pruning
+    // directories left empty, as a full checkout has no empty directories.
+    for (rel, mode) in &removals {
+        let path = tmp.join(rel);
+        let r = if *mode == 0o160000 {
+            fs::remove_dir(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        r.map_err(|e| format!("{}: {e}", rel.display()))?;
+        let mut parent = rel.parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            let d = tmp.join(p);
+            let empty = fs::read_dir(&d)
+                .map(|mut it| it.next().is_none())
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            if !empty {
+                break;
+            }
+            fs::remove_dir(&d).map_err(|e| format!("{}: {e}", p.display()))?;
+            parent = p.parent();
+        }
+    }
+    for (rel, mode, id) in &writes {
+        // Create the parents, refusing anything but real directories on the way.
+        let mut dir = tmp.to_path_buf();
+        if let Some(parent) = rel.parent() {
+            for c in parent.components() {
+                dir.push(c);
+                match fs::symlink_metadata(&dir) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(format!("{}: not a directory", dir.display())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    }
+                    Err(e) => return Err(format!("{}: {e}", dir.display())),
+                }
+            }
+        }
+        let path = tmp.join(rel);
+        if fs::symlink_metadata(&path).is_ok() {
+            return Err(format!("{}: already exists", rel.display()));
+        }
+        let mode = i32::try_from(*mode).map_err(|_| format!("{}: bad mode", rel.display()))?;
+        write_leaf(repo, mode, *id, &path, &dir, tmp)?;
     }
     Ok(())
 }
