@@ -73,12 +73,6 @@ impl IvStash {
         out.copy_from_slice(ctx.finish().as_ref());
         out
     }
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }
 
 /// A failure at one value, with the path of that value (`["a"]["b"][0]`).
@@ -105,11 +99,6 @@ enum Mode {
     Decrypt,
 }
 
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
 struct Walker<'a> {
     key: &'a [u8],
     sel: &'a Selector,
@@ -118,8 +107,11 @@ struct Walker<'a> {
     hasher: ring::digest::Context,
     stash_in: Option<&'a IvStash>,
     stash_out: Option<&'a mut IvStash>,
+    /// Map keys from the root: the AAD and the selection rules use these.
     path: Vec<String>,
-    display: Vec<Seg>,
+    /// List indices on the way, as (number of keys before it, index); only read to name
+    /// the value in an error, so keys are not copied a second time.
+    indices: Vec<(usize, usize)>,
     context: Vec<Vec<String>>,
     /// Comments in encrypted positions that did not decrypt (kept verbatim, as sops does).
     warnings: usize,
@@ -171,7 +163,7 @@ fn run(
         stash_in,
         stash_out,
         path: Vec::new(),
-        display: Vec::new(),
+        indices: Vec::new(),
         context: Vec::new(),
         warnings: 0,
     };
@@ -193,18 +185,6 @@ fn run(
     })
 }
 
-/// The MAC of a plaintext tree as sops would compute it for `encrypt`.
-pub fn mac_of_plaintext(
-    docs: &[Node],
-    sel: &Selector,
-    mac_only: bool,
-) -> Result<String, WalkError> {
-    let mut copy = docs.to_vec();
-    // Encrypting with a throwaway key computes exactly the MAC over the plaintext.
-    let key = crate::crypto::random_bytes::<32>();
-    encrypt_docs(&mut copy, &key, sel, mac_only, None).map(|r| r.mac)
-}
-
 impl Walker<'_> {
     fn aad(&self) -> String {
         let mut s = self.path.join(":");
@@ -214,14 +194,15 @@ impl Walker<'_> {
 
     fn display_path(&self) -> String {
         let mut s = String::new();
-        for seg in &self.display {
-            match seg {
-                Seg::Key(k) => {
-                    s.push_str("[\"");
-                    s.push_str(&k.replace('"', "\\\""));
-                    s.push_str("\"]");
-                }
-                Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        let mut indices = self.indices.iter().peekable();
+        for depth in 0..=self.path.len() {
+            while let Some((_, i)) = indices.next_if(|(d, _)| *d == depth) {
+                s.push_str(&format!("[{i}]"));
+            }
+            if let Some(k) = self.path.get(depth) {
+                s.push_str("[\"");
+                s.push_str(&k.replace('"', "\\\""));
+                s.push_str("\"]");
             }
         }
         if s.is_empty() {
@@ -249,10 +230,8 @@ impl Walker<'_> {
                     match item {
                         MapItem::Entry(k, v) => {
                             self.path.push(k.clone());
-                            self.display.push(Seg::Key(k.clone()));
                             let r = self.node(v);
                             self.path.pop();
-                            self.display.pop();
                             r?;
                             if let Some(run) = self.context.last_mut() {
                                 run.clear();
@@ -270,9 +249,9 @@ impl Walker<'_> {
             Node::List(items) => {
                 self.context.push(Vec::new());
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.display.push(Seg::Index(i));
+                    self.indices.push((self.path.len(), i));
                     let r = self.list_item(item);
-                    self.display.pop();
+                    self.indices.pop();
                     r?;
                 }
                 self.context.pop();
@@ -473,5 +452,32 @@ impl Walker<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Errors name the value by keys and list indices in document order.
+    #[test]
+    fn error_paths_interleave_keys_and_indices() {
+        let mut docs = crate::sops::stores::yaml::parse(
+            "a:\n  - x: ok\n  - - 1\n    - b: {c: [7, not-encrypted]}\n",
+        )
+        .unwrap();
+        let sel = Selector::new(&Selection::UnencryptedSuffix("_unencrypted".into())).unwrap();
+        let key = [1u8; 32];
+        let e = decrypt_docs(&mut docs, &key, &sel, false, None)
+            .err()
+            .unwrap();
+        assert_eq!(e.path, "[\"a\"][0][\"x\"]");
+        let mut docs =
+            crate::sops::stores::yaml::parse("a:\n  - \"\"\n  - - \"\"\n    - b: {c: [\"\", 7]}\n")
+                .unwrap();
+        let e = decrypt_docs(&mut docs, &key, &sel, false, None)
+            .err()
+            .unwrap();
+        assert_eq!(e.path, "[\"a\"][1][1][\"b\"][\"c\"][1]");
     }
 }

@@ -190,7 +190,8 @@ fn resolve(tag: &str, input: &str) -> Result<RTag, String> {
     {
         return Ok(RTag::Float(i as f64));
     }
-    Err(format!("cannot decode {rshort} `{input}` as a {tag}"))
+    // The scalar itself is left out: it may be a secret typed into a plaintext file.
+    Err(format!("cannot decode a {rshort} value as a {tag}"))
 }
 
 fn resolve_implicit(tag: &str, input: &str) -> RTag {
@@ -3128,6 +3129,14 @@ mod tests {
             got,
             "a:\n    b: 1\n    # foot of a\n# head of c\n# eol\nc: 2\nl:\n    - x\n    # foot of list\n"
         );
+    }
+
+    #[test]
+    fn tag_errors_do_not_quote_the_value() {
+        let e = parse("password: !!int canary-5e1f\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("!!int") && !e.contains("canary"), "{e}");
     }
 
     #[test]
