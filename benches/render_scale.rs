@@ -80,12 +80,12 @@ fn generate(dir: &Path, apps: usize) {
         let plain_doc = format!(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api-token\n  namespace: {ns}\ntype: Opaque\nstringData:\n  API_TOKEN: tok-{i:04}-bench\n  WEBHOOK_SECRET: wh-{i:04}-bench\n"
         );
-        let node = &sealed::load_documents(plain_doc.as_bytes()).unwrap()[0];
+        let node = &lockstep::manifest::load_documents(plain_doc.as_bytes()).unwrap()[0];
         let plain = sealed::secret_from_node(node, "document 1").expect("secret");
         let s = sealed::seal(&plain, std::slice::from_ref(&seal_r), Scope::Strict).expect("seal");
         write(
             &app.join("token.sealed.yaml"),
-            sealed::emit_documents(&[s.to_node()]),
+            lockstep::manifest::emit_documents(&[s.to_node()]),
         );
     }
 }

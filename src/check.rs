@@ -138,7 +138,7 @@ pub fn check_file(
             }
             (enc.docs, true)
         }
-        Err(sops::SopsError::NoMetadata) => match sealed::load_documents(bytes) {
+        Err(sops::SopsError::NoMetadata) => match crate::manifest::load_documents(bytes) {
             Ok(d) => (d, false),
             Err(e) => {
                 add(

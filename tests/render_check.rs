@@ -56,7 +56,7 @@ fn render(sb: &Sandbox, dir: &Path, extra: &[&str]) -> Output {
 }
 
 fn docs(out: &Output) -> Vec<Node> {
-    lockstep::sealed::load_documents(&out.stdout).unwrap_or_else(|e| {
+    lockstep::manifest::load_documents(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "`{}` printed what does not parse: {e}\n{}",
             out.what,
@@ -205,7 +205,7 @@ fn example_apps_render_with_their_keys_and_policy_and_redact_secrets() {
 
     // JSON output is redacted the same way.
     let out = render(&sb, &repo("examples/apps/billing"), &["-o", "json"]).ok();
-    let d = lockstep::sealed::expand_lists(docs(&out));
+    let d = lockstep::manifest::expand_lists(docs(&out));
     assert_eq!(
         identities_of(&d),
         ids(&[

@@ -59,12 +59,14 @@ fn unseal(sb: &Sandbox, identities: &[&Path], args: &[&str], file: &Path) -> Out
 
 /// Every object of a manifest file (List items expanded).
 fn objects(bytes: &[u8]) -> Vec<lockstep::sops::tree::Node> {
-    sealed::expand_lists(sealed::load_documents(bytes).unwrap_or_else(|e| {
-        panic!(
-            "cannot parse manifest: {e}\n{}",
-            String::from_utf8_lossy(bytes)
-        )
-    }))
+    lockstep::manifest::expand_lists(lockstep::manifest::load_documents(bytes).unwrap_or_else(
+        |e| {
+            panic!(
+                "cannot parse manifest: {e}\n{}",
+                String::from_utf8_lossy(bytes)
+            )
+        },
+    ))
 }
 
 fn plain_of(bytes: &[u8]) -> Vec<PlainSecret> {
@@ -795,10 +797,10 @@ fn the_real_age_cli_opens_a_sealed_value() {
 
 /// Splits a sealed multi-document YAML into single-document texts.
 fn split_docs(bytes: &[u8]) -> Vec<String> {
-    sealed::load_documents(bytes)
+    lockstep::manifest::load_documents(bytes)
         .expect("sealed YAML parses")
         .iter()
-        .map(|d| sealed::emit_documents(std::slice::from_ref(d)))
+        .map(|d| lockstep::manifest::emit_documents(std::slice::from_ref(d)))
         .collect()
 }
 

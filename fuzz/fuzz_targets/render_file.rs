@@ -34,7 +34,7 @@ thread_local! {
         sops.add_key_file_text(SOPS_KEY, "sops.agekey").expect("sops.agekey");
         let mut sealing = Identities::default();
         sealing.add_key_file_text(SEALING_KEY, "sealing.agekey").expect("sealing.agekey");
-        let docs = lockstep::sealed::load_documents(POLICY.as_bytes()).expect("policy parses");
+        let docs = lockstep::manifest::load_documents(POLICY.as_bytes()).expect("policy parses");
         let policy = Policy::from_node(&docs[0], Path::new("policies/tenant-baseline.yaml"))
             .expect("policy loads");
         Fixed { sops, sealing, policies: PolicySet { policies: vec![policy] } }
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
                     render::redact(&mut o.doc);
                 }
                 let docs: Vec<_> = out.into_iter().map(|o| o.doc).collect();
-                let _ = lockstep::sealed::emit_documents(&docs);
+                let _ = lockstep::manifest::emit_documents(&docs);
             }
             Err(e) => {
                 assert!(out.is_empty(), "a failed render left objects behind: {e}");

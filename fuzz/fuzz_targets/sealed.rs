@@ -28,16 +28,16 @@ fuzz_target!(|data: &[u8]| {
         // Whatever decodes must encode back to the same bytes.
         assert_eq!(envelope::encode(&binding, &value).as_slice(), data);
     }
-    let Ok(docs) = sealed::load_documents(data) else {
+    let Ok(docs) = lockstep::manifest::load_documents(data) else {
         return;
     };
-    for (i, doc) in sealed::expand_lists(docs).iter().enumerate() {
+    for (i, doc) in lockstep::manifest::expand_lists(docs).iter().enumerate() {
         let position = format!("document {}", i + 1);
         if let Ok(s) = sealed::sealed_from_node(doc, &position) {
             let _ = IDS.with(|ids| sealed::unseal(&s, ids));
             // A parsed SealedSecret must survive emit + parse unchanged.
-            let text = sealed::emit_documents(&[s.to_node()]);
-            let again = sealed::load_documents(text.as_bytes()).expect("emitted YAML parses");
+            let text = lockstep::manifest::emit_documents(&[s.to_node()]);
+            let again = lockstep::manifest::load_documents(text.as_bytes()).expect("emitted YAML parses");
             assert_eq!(again.len(), 1);
             let back = sealed::sealed_from_node(&again[0], &position)
                 .expect("an emitted SealedSecret reads back");

@@ -58,7 +58,7 @@ pub fn recipients(list: &[String], files: &[PathBuf]) -> Result<Vec<AgeRecipient
 /// Writes manifests as YAML, or JSON (one object, or a `v1/List` for several).
 pub fn write_docs(docs: &[lockstep::sops::tree::Node], format: OutputFormat) -> CliResult {
     let text = match format {
-        OutputFormat::Yaml => sealed::emit_documents(docs),
+        OutputFormat::Yaml => lockstep::manifest::emit_documents(docs),
         OutputFormat::Json => {
             use lockstep::sops::tree::{MapItem, Node};
             let doc = match docs {
@@ -79,8 +79,9 @@ pub fn run(a: Args) -> CliResult {
     let name = common::display_name(&a.file);
     let recipients = recipients(&a.recipients, &a.recipients_files)?;
     let input = zeroize::Zeroizing::new(common::read_input(&a.file)?);
-    let docs = sealed::expand_lists(
-        sealed::load_documents(&input).map_err(|e| CliError::new(2, format!("{name}: {e}")))?,
+    let docs = lockstep::manifest::expand_lists(
+        lockstep::manifest::load_documents(&input)
+            .map_err(|e| CliError::new(2, format!("{name}: {e}")))?,
     );
     if docs.is_empty() {
         return Err(CliError::new(2, format!("{name}: no documents to seal")));

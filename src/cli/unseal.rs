@@ -24,8 +24,9 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     let name = common::display_name(&a.file);
     let ids = common::explicit_identities(ctx)?;
     let input = common::read_input(&a.file)?;
-    let docs = sealed::expand_lists(
-        sealed::load_documents(&input).map_err(|e| CliError::new(2, format!("{name}: {e}")))?,
+    let docs = lockstep::manifest::expand_lists(
+        lockstep::manifest::load_documents(&input)
+            .map_err(|e| CliError::new(2, format!("{name}: {e}")))?,
     );
     let mut out = Vec::new();
     for (i, doc) in docs.iter().enumerate() {

@@ -35,10 +35,10 @@ pub fn inventory_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, String> {
             key_groups: Some(enc.metadata.key_groups.len()),
         }]);
     }
-    let docs = sealed::load_documents(bytes)?;
+    let docs = crate::manifest::load_documents(bytes)?;
     let mut out = Vec::new();
     // `kind: List` items too: `seal -o json` writes several SealedSecrets as a List.
-    for (i, doc) in sealed::expand_lists(docs).iter().enumerate() {
+    for (i, doc) in crate::manifest::expand_lists(docs).iter().enumerate() {
         if sealed::is_sealed_secret(doc) {
             let s = sealed::sealed_from_node(doc, &format!("document {}", i + 1))
                 .map_err(|e| e.to_string())?;

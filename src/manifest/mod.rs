@@ -1,6 +1,59 @@
-//! Manifest files on disk: finding them under paths in a deterministic order.
+//! Manifest files: finding them under paths in a deterministic order, reading them as
+//! documents (YAML multi-document or JSON) and writing documents back.
 
 use std::path::{Path, PathBuf};
+
+use crate::sops::tree::{MapItem, Node};
+
+/// Whether bytes are a JSON object (rather than YAML).
+pub fn is_json(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Reads a manifest file: YAML (multi-document) or JSON (a single object).
+pub fn load_documents(bytes: &[u8]) -> Result<Vec<Node>, String> {
+    if is_json(bytes) {
+        return crate::sops::stores::json::parse(bytes)
+            .map(|d| vec![d])
+            .map_err(|e| e.to_string());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    crate::sops::stores::yaml::parse(text).map_err(|e| e.to_string().replace('\n', " "))
+}
+
+/// Whether a document is a `kind: List` (or `…List`) with `items`, as kubectl prints
+/// several objects.
+pub fn is_list(doc: &Node) -> bool {
+    doc.get("kind")
+        .and_then(Node::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+        && matches!(doc.get("items"), Some(Node::List(_)))
+}
+
+/// Expands `kind: List` documents into their items.
+pub fn expand_lists(docs: Vec<Node>) -> Vec<Node> {
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        match (is_list(&doc), doc) {
+            (true, Node::Map(items)) => {
+                for item in items {
+                    if let MapItem::Entry(k, Node::List(objs)) = item
+                        && k == "items"
+                    {
+                        out.extend(objs.into_iter().filter(|o| matches!(o, Node::Map(_))));
+                    }
+                }
+            }
+            (_, doc) => out.push(doc),
+        }
+    }
+    out
+}
+
+/// Writes manifests as multi-document YAML with Kubernetes' usual 2-space indent.
+pub fn emit_documents(docs: &[Node]) -> String {
+    crate::sops::stores::yaml::emit(docs, 2)
+}
 
 /// Extensions of manifest files.
 pub fn is_manifest_file(p: &Path) -> bool {

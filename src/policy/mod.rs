@@ -489,7 +489,7 @@ impl PolicySet {
                 policy: String::new(),
                 message: e.to_string(),
             })?;
-            let docs = crate::sealed::load_documents(&bytes).map_err(|e| PolicyError {
+            let docs = crate::manifest::load_documents(&bytes).map_err(|e| PolicyError {
                 file: f.display().to_string(),
                 policy: String::new(),
                 message: e,
@@ -531,7 +531,7 @@ mod tests {
     use super::*;
 
     fn policy(yaml: &str) -> Policy {
-        let docs = crate::sealed::load_documents(yaml.as_bytes()).unwrap();
+        let docs = crate::manifest::load_documents(yaml.as_bytes()).unwrap();
         Policy::from_node(&docs[0], Path::new("policies/p.yaml")).unwrap()
     }
 
@@ -629,7 +629,7 @@ mod tests {
 
     #[test]
     fn bad_policies_are_rejected_with_the_file_and_name() {
-        let docs = crate::sealed::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  sealedSecretScopes: [loose]\n").unwrap();
+        let docs = crate::manifest::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  sealedSecretScopes: [loose]\n").unwrap();
         let e = Policy::from_node(&docs[0], Path::new("policies/p.yaml"))
             .unwrap_err()
             .to_string();
@@ -637,14 +637,14 @@ mod tests {
             e.contains("policies/p.yaml: policy p") && e.contains("loose"),
             "{e}"
         );
-        let docs = crate::sealed::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  namespace: [a]\n").unwrap();
+        let docs = crate::manifest::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  namespace: [a]\n").unwrap();
         assert!(
             Policy::from_node(&docs[0], Path::new("p.yaml"))
                 .unwrap_err()
                 .to_string()
                 .contains("unknown field spec.namespace")
         );
-        let docs = crate::sealed::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  signatures: {required: true}\n").unwrap();
+        let docs = crate::manifest::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  signatures: {required: true}\n").unwrap();
         assert!(Policy::from_node(&docs[0], Path::new("p.yaml")).is_err());
     }
 }

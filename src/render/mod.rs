@@ -278,11 +278,11 @@ pub fn render_file(
             (f.docs, true)
         }
         Err(_) => (
-            sealed::load_documents(bytes).map_err(|e| err(rel, scrub_quoted(&e)))?,
+            crate::manifest::load_documents(bytes).map_err(|e| err(rel, scrub_quoted(&e)))?,
             false,
         ),
     };
-    let docs = sealed::expand_lists(docs);
+    let docs = crate::manifest::expand_lists(docs);
     // Render into a local list: on an error `out` is left as it was (no partial file).
     let mut rendered = Vec::with_capacity(docs.len());
     for (i, doc) in docs.into_iter().enumerate() {
@@ -543,7 +543,7 @@ mod tests {
         .unwrap();
         std::fs::write(d.path().join("sub/secret.yaml"), enc).unwrap();
         let plain = sealed::secret_from_node(
-            &sealed::load_documents(b"apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: team-a}\nstringData: {p: x}\n").unwrap()[0],
+            &crate::manifest::load_documents(b"apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: team-a}\nstringData: {p: x}\n").unwrap()[0],
             "d",
         )
         .unwrap();
@@ -555,7 +555,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             d.path().join("sub/sealed.yaml"),
-            sealed::emit_documents(&[s.to_node()]),
+            crate::manifest::emit_documents(&[s.to_node()]),
         )
         .unwrap();
         std::fs::write(d.path().join("notes.txt"), "ignored").unwrap();
@@ -637,14 +637,14 @@ mod tests {
     #[test]
     fn sops_encrypted_objects_of_any_kind_are_redacted() {
         let mut o = RenderedObject {
-            doc: sealed::load_documents(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: canary-cm, n: [1, {x: y}]}\n").unwrap().remove(0),
+            doc: crate::manifest::load_documents(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: canary-cm, n: [1, {x: y}]}\n").unwrap().remove(0),
             origin: Origin { file: "c.yaml".into(), document: 1 },
             sealed_scope: None,
             vault_paths: vec![],
             holds_secrets: true,
         };
         redact_object(&mut o);
-        let text = sealed::emit_documents(&[o.doc.clone()]);
+        let text = crate::manifest::emit_documents(&[o.doc.clone()]);
         assert!(
             !text.contains("canary") && text.contains("name: c"),
             "{text}"
@@ -657,7 +657,7 @@ mod tests {
         let (seal_ids, seal_r) = ids();
         let d = tempfile::tempdir().unwrap();
         let plain = sealed::secret_from_node(
-            &sealed::load_documents(b"apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: team-a}\nstringData: {p: x}\n").unwrap()[0],
+            &crate::manifest::load_documents(b"apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: team-a}\nstringData: {p: x}\n").unwrap()[0],
             "d",
         )
         .unwrap();
@@ -670,7 +670,7 @@ mod tests {
         s.namespace = None; // will be defaulted to the destination
         std::fs::write(
             d.path().join("sealed.yaml"),
-            sealed::emit_documents(&[s.to_node()]),
+            crate::manifest::emit_documents(&[s.to_node()]),
         )
         .unwrap();
         let none = Identities::default();

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::crypto::age_keys::{self, AgeRecipient, Identities};
+use crate::manifest::{self, emit_documents, load_documents};
 use crate::sops::tree::{MapItem, Node, Scalar, Text};
 use envelope::Binding;
 
@@ -671,45 +672,6 @@ pub fn reseal(
     seal(&plain, recipients, sealed.scope)
 }
 
-/// Reads a manifest file: YAML (multi-document) or JSON (a single object).
-pub fn load_documents(bytes: &[u8]) -> Result<Vec<Node>, String> {
-    if is_json(bytes) {
-        return crate::sops::stores::json::parse(bytes)
-            .map(|d| vec![d])
-            .map_err(|e| e.to_string());
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    crate::sops::stores::yaml::parse(text).map_err(|e| e.to_string().replace('\n', " "))
-}
-
-/// Expands `kind: List` documents (what `kubectl get -o yaml|json` prints for several
-/// objects) into their items.
-pub fn expand_lists(docs: Vec<Node>) -> Vec<Node> {
-    let mut out = Vec::with_capacity(docs.len());
-    for doc in docs {
-        let is_list = str_of(doc.get("kind")).is_some_and(|k| k == "List" || k.ends_with("List"))
-            && matches!(doc.get("items"), Some(Node::List(_)));
-        match (is_list, doc) {
-            (true, Node::Map(items)) => {
-                for item in items {
-                    if let MapItem::Entry(k, Node::List(objs)) = item
-                        && k == "items"
-                    {
-                        out.extend(objs.into_iter().filter(|o| matches!(o, Node::Map(_))));
-                    }
-                }
-            }
-            (_, doc) => out.push(doc),
-        }
-    }
-    out
-}
-
-/// Writes manifests as multi-document YAML with Kubernetes' usual 2-space indent.
-pub fn emit_documents(docs: &[Node]) -> String {
-    crate::sops::stores::yaml::emit(docs, 2)
-}
-
 /// The outcome of resealing one file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ResealOutcome {
@@ -753,7 +715,7 @@ pub fn reseal_file(
         _ => ResealOutcome::Changed {
             // A JSON file stays JSON (load_documents reads JSON as exactly one object).
             text: match docs.as_slice() {
-                [doc] if is_json(bytes) => crate::sops::stores::json::emit(doc, Some(2)),
+                [doc] if manifest::is_json(bytes) => crate::sops::stores::json::emit(doc, Some(2)),
                 _ => emit_documents(&docs),
             },
             objects: changed,
@@ -762,15 +724,10 @@ pub fn reseal_file(
 }
 
 /// Whether `load_documents` reads these bytes as JSON.
-fn is_json(bytes: &[u8]) -> bool {
-    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-}
-
 /// The objects of a document: the items of a `kind: List` (as `expand_lists` takes
 /// them), else the document itself.
 fn objects_mut(doc: &mut Node) -> Vec<&mut Node> {
-    let is_list = str_of(doc.get("kind")).is_some_and(|k| k == "List" || k.ends_with("List"))
-        && matches!(doc.get("items"), Some(Node::List(_)));
+    let is_list = manifest::is_list(doc);
     if !is_list {
         return vec![doc];
     }
@@ -959,7 +916,7 @@ mod tests {
             };
             assert_eq!(objects, 2);
             assert_eq!(out.starts_with('{'), text.starts_with('{'));
-            let items = expand_lists(load_documents(out.as_bytes()).unwrap());
+            let items = manifest::expand_lists(load_documents(out.as_bytes()).unwrap());
             assert_eq!(items.len(), 2);
             for item in &items {
                 let s = sealed_from_node(item, "item").unwrap();
