@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair};
 use serde_json::{Map, Value, json};
 
@@ -234,22 +234,7 @@ impl TokenAuthority {
     }
 
     fn uuid(&self) -> String {
-        let mut b = [0u8; 16];
-        if self.rng.fill(&mut b).is_err() {
-            // Uniqueness is all that matters for jti; fall back to the key id's entropy.
-            b.copy_from_slice(&self.kid.as_bytes()[..16]);
-        }
-        b[6] = (b[6] & 0x0f) | 0x40;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        crate::store::new_uid()
     }
 
     // The argument list is the server's wiring contract.
