@@ -81,95 +81,182 @@ fn set(obj: &Value, field: &str) -> bool {
     !matches!(obj.get(field), None | Some(Value::Null))
 }
 
-/// kube-apiserver's create validation for events.k8s.io/v1 (the object in that version's form).
-pub fn validate_create(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
-    if !is_events_api(def) {
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// kube-apiserver's Event validation, run on the stored (core v1) form of the new object as
+/// the real validation runs on the internal type: so error paths carry core field names,
+/// except `reportingController`, which it names after the request's version. `old` is the
+/// stored object on an update. Core v1 writes get the legacy checks only; events.k8s.io/v1
+/// creates must be "new" events, and its updates may not touch the descriptive fields.
+pub fn validate(def: &ResourceDef, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    if !(def.kind == "Event" && (def.group.is_empty() || is_events_api(def))) {
         return Ok(());
     }
-    let ns = obj
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let regarding_ns = obj
-        .pointer("/regarding/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut errs = Vec::new();
-    let has_event_time = !str_of(obj, "eventTime").is_empty();
-    let ns_mismatch = if !has_event_time {
-        if regarding_ns.is_empty() {
-            !ns.is_empty() && ns != "default"
-        } else {
-            ns != regarding_ns
-        }
-    } else {
-        regarding_ns.is_empty() && ns != "default" && ns != "kube-system"
-    };
-    if ns_mismatch {
-        errs.push(FieldError::invalid(
-            "involvedObject.namespace",
-            regarding_ns,
-            "does not match event.namespace",
-        ));
-    }
-    if has_event_time {
-        for field in [
-            "reportingController",
-            "reportingInstance",
-            "action",
-            "reason",
-        ] {
-            if str_of(obj, field).is_empty() {
-                errs.push(FieldError::required(field, ""));
+    let events_api = is_events_api(def);
+    let mut errs = legacy_errors(new, events_api);
+    if events_api {
+        match old {
+            None => {
+                errs.extend(series_errors(new));
+                if str_of(new, "eventTime").is_empty() {
+                    errs.push(FieldError::required("eventTime", ""));
+                }
+                let ty = str_of(new, "type");
+                if ty != "Normal" && ty != "Warning" {
+                    errs.push(FieldError::invalid(
+                        "type",
+                        "",
+                        &format!("has invalid value: {ty}"),
+                    ));
+                }
+                for field in ["firstTimestamp", "lastTimestamp"] {
+                    if set(new, field) {
+                        errs.push(FieldError::invalid(field, "", "needs to be unset"));
+                    }
+                }
+                if new.get("count").and_then(Value::as_i64).unwrap_or(0) != 0 {
+                    errs.push(FieldError::invalid("count", "", "needs to be unset"));
+                }
+                if !str_of(&new["source"], "component").is_empty()
+                    || !str_of(&new["source"], "host").is_empty()
+                {
+                    errs.push(FieldError::invalid("source", "", "needs to be unset"));
+                }
+            }
+            Some(old) => {
+                if new.get("series") != old.get("series") {
+                    errs.extend(series_errors(new));
+                }
+                for field in [
+                    "involvedObject",
+                    "reason",
+                    "message",
+                    "source",
+                    "firstTimestamp",
+                    "lastTimestamp",
+                    "count",
+                    "type",
+                    "eventTime",
+                    "action",
+                    "related",
+                    "reportingComponent",
+                    "reportingInstance",
+                ] {
+                    let (a, b) = (
+                        new.get(field).unwrap_or(&Value::Null),
+                        old.get(field).unwrap_or(&Value::Null),
+                    );
+                    if a != b {
+                        let path = if field == "reportingComponent" {
+                            "reportingController"
+                        } else {
+                            field
+                        };
+                        errs.push(FieldError::invalid(path, &text_of(a), "field is immutable"));
+                    }
+                }
             }
         }
-    }
-    if !has_event_time {
-        errs.push(FieldError::required("eventTime", ""));
-    }
-    let ty = str_of(obj, "type");
-    if ty != "Normal" && ty != "Warning" {
-        errs.push(FieldError::invalid(
-            "type",
-            "",
-            &format!("has invalid value: {ty}"),
-        ));
-    }
-    for field in [
-        "deprecatedFirstTimestamp",
-        "deprecatedLastTimestamp",
-        "deprecatedSource",
-    ] {
-        let empty_source = field == "deprecatedSource"
-            && str_of(&obj[field], "component").is_empty()
-            && str_of(&obj[field], "host").is_empty();
-        if set(obj, field) && !empty_source {
-            errs.push(FieldError::invalid(field, "", "needs to be unset"));
-        }
-    }
-    if obj
-        .get("deprecatedCount")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        != 0
-    {
-        errs.push(FieldError::invalid(
-            "deprecatedCount",
-            "",
-            "needs to be unset",
-        ));
     }
     if errs.is_empty() {
         return Ok(());
     }
-    let name = obj
+    let name = new
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     let mut err = ApiError::invalid(&def.group, &def.kind, name, errs);
     // kube-apiserver names the kind with its group here.
-    if let Some(rest) = err.message.strip_prefix(&def.kind) {
+    if events_api && let Some(rest) = err.message.strip_prefix(&def.kind) {
         err.message = format!("{}.{}{rest}", def.kind, def.group);
     }
     Err(err)
+}
+
+/// The checks every Event write passes, whatever the version.
+fn legacy_errors(ev: &Value, events_api: bool) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let ns = ev
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let involved_ns = ev
+        .pointer("/involvedObject/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mismatch = |errs: &mut Vec<FieldError>| {
+        errs.push(FieldError::invalid(
+            "involvedObject.namespace",
+            involved_ns,
+            "does not match event.namespace",
+        ))
+    };
+    if str_of(ev, "eventTime").is_empty() {
+        // An old-style event: its namespace follows the involved object's.
+        let ok = if involved_ns.is_empty() {
+            ns.is_empty() || ns == "default"
+        } else {
+            ns == involved_ns
+        };
+        if !ok {
+            mismatch(&mut errs);
+        }
+        return errs;
+    }
+    if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
+        mismatch(&mut errs);
+    }
+    let controller = if events_api {
+        "reportingController"
+    } else {
+        "reportingComponent"
+    };
+    for (field, path, limit) in [
+        ("reportingComponent", controller, 0),
+        ("reportingInstance", "reportingInstance", 128),
+        ("action", "action", 128),
+        ("reason", "reason", 128),
+    ] {
+        let v = str_of(ev, field);
+        if v.is_empty() {
+            errs.push(FieldError::required(path, ""));
+        } else if limit > 0 && v.len() > limit {
+            errs.push(FieldError::invalid(
+                path,
+                "",
+                &format!("can have at most {limit} characters"),
+            ));
+        }
+    }
+    if str_of(ev, "message").len() > 1024 {
+        errs.push(FieldError::invalid(
+            "message",
+            "",
+            "can have at most 1024 characters",
+        ));
+    }
+    errs
+}
+
+fn series_errors(ev: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(series) = ev.get("series").filter(|s| !s.is_null()) {
+        if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+            errs.push(FieldError::invalid(
+                "series.count",
+                "",
+                "should be at least 2",
+            ));
+        }
+        if str_of(series, "lastObservedTime").is_empty() {
+            errs.push(FieldError::required("series.lastObservedTime", ""));
+        }
+    }
+    errs
 }

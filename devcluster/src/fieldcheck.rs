@@ -199,6 +199,20 @@ pub fn unknown_fields(def: &ResourceDef, obj: &Value) -> Vec<String> {
     out
 }
 
+/// Remove the fields `unknown_fields` reported, as kube-apiserver's typed decoding drops
+/// undeclared fields when the request does not ask for strict validation.
+pub fn drop_unknown(obj: &mut Value, paths: &[String]) {
+    for path in paths {
+        let (parent, field) = match path.split_once('.') {
+            Some((p, f)) => (obj.get_mut(p), f),
+            None => (Some(&mut *obj), path.as_str()),
+        };
+        if let Some(Value::Object(m)) = parent {
+            m.remove(field);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,9 +231,11 @@ mod tests {
         assert!(unknown_fields(&dep, &ok).is_empty());
         let bad = json!({"apiVersion":"apps/v1","kind":"Deployment","extra":1,
             "metadata":{"name":"web","labelz":{}}, "spec":{"foo":1}});
-        assert_eq!(
-            unknown_fields(&dep, &bad),
-            vec!["extra", "metadata.labelz", "spec.foo"]
-        );
+        let found = unknown_fields(&dep, &bad);
+        assert_eq!(found, vec!["extra", "metadata.labelz", "spec.foo"]);
+        let mut dropped = bad.clone();
+        drop_unknown(&mut dropped, &found);
+        assert!(unknown_fields(&dep, &dropped).is_empty());
+        assert_eq!(dropped["metadata"]["name"], "web");
     }
 }

@@ -11,7 +11,9 @@ pub mod faults;
 pub mod fieldcheck;
 pub mod lifecycle;
 pub mod metrics;
+pub mod namespace_defaults;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
 pub mod rbac;
@@ -143,6 +145,11 @@ impl DevCluster {
             registry.clone(),
             workloads.clone(),
         ));
+        let namespace_defaults = tokio::spawn(namespace_defaults::run(
+            store.clone(),
+            registry.clone(),
+            ca_pem.clone(),
+        ));
         let controllers = tokio::spawn(lifecycle::run_controllers(store, registry));
         let app = server::router(shared.clone());
         let accept = tokio::spawn(accept_loop(listener, acceptor, app, stopped));
@@ -154,7 +161,7 @@ impl DevCluster {
             shared,
             controllers: workloads,
             stop,
-            tasks: vec![controllers, workload_task, accept],
+            tasks: vec![controllers, workload_task, namespace_defaults, accept],
         })
     }
 

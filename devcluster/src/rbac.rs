@@ -1143,6 +1143,19 @@ pub fn bootstrap_objects() -> Vec<Value> {
             vec![url_rule(&["get"], &health)],
         ),
         cluster_role(
+            "system:service-account-issuer-discovery",
+            &[],
+            vec![url_rule(
+                &["get"],
+                &[
+                    "/.well-known/openid-configuration",
+                    "/.well-known/openid-configuration/",
+                    "/openid/v1/jwks",
+                    "/openid/v1/jwks/",
+                ],
+            )],
+        ),
+        cluster_role(
             "system:auth-delegator",
             &[],
             vec![
@@ -1333,6 +1346,11 @@ pub fn bootstrap_objects() -> Vec<Value> {
             "system:public-info-viewer",
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
+        ),
+        cluster_role_binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            &["system:serviceaccounts"],
         ),
     ]
 }

@@ -209,11 +209,6 @@ fn allowed_fields(kind: &str) -> &'static [&'static str] {
             "reportingComponent",
             "source",
             "type",
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "reportingController",
         ],
         "Secret" => &["type"],
         "Namespace" => &["status.phase"],
@@ -223,7 +218,49 @@ fn allowed_fields(kind: &str) -> &'static [&'static str] {
     }
 }
 
+/// events.k8s.io/v1 field labels and the core v1 labels they select on: both versions share
+/// one storage, kept in the core form, and kube-apiserver converts the labels the same way.
+const EVENTS_API_LABELS: &[(&str, &str)] = &[
+    ("reason", "reason"),
+    ("regarding.kind", "involvedObject.kind"),
+    ("regarding.namespace", "involvedObject.namespace"),
+    ("regarding.name", "involvedObject.name"),
+    ("regarding.uid", "involvedObject.uid"),
+    ("regarding.apiVersion", "involvedObject.apiVersion"),
+    (
+        "regarding.resourceVersion",
+        "involvedObject.resourceVersion",
+    ),
+    ("regarding.fieldPath", "involvedObject.fieldPath"),
+    ("reportingController", "reportingComponent"),
+    ("source", "source"),
+    ("type", "type"),
+    ("metadata.namespace", "metadata.namespace"),
+    ("metadata.name", "metadata.name"),
+];
+
 impl FieldSelector {
+    /// A field selector for a URL of `group`: labels are checked against the kind's
+    /// selectable fields (kube-apiserver's "field label not supported" otherwise).
+    pub fn parse_for(s: &str, group: &str, kind: &str) -> Result<FieldSelector, ApiError> {
+        let mut sel = FieldSelector::parse(
+            s,
+            if group == "events.k8s.io" && kind == "Event" {
+                "events.k8s.io/Event"
+            } else {
+                kind
+            },
+        )?;
+        if group == "events.k8s.io" && kind == "Event" {
+            for (path, _, _) in &mut sel.0 {
+                if let Some((_, core)) = EVENTS_API_LABELS.iter().find(|(l, _)| l == path) {
+                    *path = core.to_string();
+                }
+            }
+        }
+        Ok(sel)
+    }
+
     pub fn parse(s: &str, kind: &str) -> Result<FieldSelector, ApiError> {
         let mut out = Vec::new();
         if s.trim().is_empty() {
@@ -243,10 +280,14 @@ impl FieldSelector {
                 )));
             };
             let path = path.trim();
-            if path != "metadata.name"
-                && path != "metadata.namespace"
-                && !allowed_fields(kind).contains(&path)
-            {
+            let allowed = if kind == "events.k8s.io/Event" {
+                EVENTS_API_LABELS.iter().any(|(l, _)| *l == path)
+            } else {
+                path == "metadata.name"
+                    || path == "metadata.namespace"
+                    || allowed_fields(kind).contains(&path)
+            };
+            if !allowed {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {path}"
                 )));
@@ -317,5 +358,21 @@ mod tests {
             Some("field label not supported: spec.foo".into())
         );
         assert!(FieldSelector::parse("type=Opaque", "Secret").is_ok_and(|f| f.matches(&o)));
+        // events.k8s.io labels select on the stored core fields; core labels are refused there.
+        let ev = json!({"involvedObject":{"kind":"Pod","name":"p"},"reportingComponent":"ctl"});
+        let f = FieldSelector::parse_for(
+            "regarding.kind=Pod,regarding.name=p,reportingController=ctl",
+            "events.k8s.io",
+            "Event",
+        );
+        assert!(f.is_ok_and(|f| f.matches(&ev)));
+        assert!(
+            FieldSelector::parse_for("involvedObject.kind=Pod", "events.k8s.io", "Event").is_err()
+        );
+        assert!(FieldSelector::parse_for("regarding.kind=Pod", "", "Event").is_err());
+        assert!(
+            FieldSelector::parse_for("involvedObject.kind=Pod", "", "Event")
+                .is_ok_and(|f| f.matches(&ev))
+        );
     }
 }

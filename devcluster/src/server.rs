@@ -23,7 +23,7 @@ use crate::status::{self, ApiError, FieldError};
 use crate::store::{Change, Key, Store, random_bytes, resource_version};
 use crate::table::{self, Rendering};
 use crate::watch::{self, Render, Scope, WatchParams};
-use crate::{discovery, events, fieldcheck, openapi, patch as patch_ops, ssa};
+use crate::{discovery, events, fieldcheck, openapi, openapi_v2, patch as patch_ops, ssa};
 
 /// kube-apiserver's request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -283,14 +283,22 @@ async fn dispatch(
     let segs: Vec<&str> = path.split('/').filter(|x| !x.is_empty()).collect();
     let q = Query::parse(parts.uri.query());
     let accept = header_str(&parts.headers, "accept").to_string();
+    // kube-apiserver authenticates and authorizes before it routes: an unknown path is a 401
+    // without credentials and a 403 without permission, and only then a 404 or 405.
+    let non_resource_gate = |rec: &mut Recorded| -> Result<UserInfo, ApiError> {
+        let verb = parts.method.as_str().to_ascii_lowercase();
+        rec.verb = verb.clone();
+        let u = authenticate(s, &parts.headers, rec)?;
+        check(s, &Attributes::non_resource(&u, &verb, &path))?;
+        Ok(u)
+    };
     let get_only = |rec: &mut Recorded| -> Result<(), ApiError> {
-        rec.verb = "get".into();
+        non_resource_gate(rec)?;
         if parts.method != Method::GET {
             return Err(ApiError::method_not_allowed());
         }
         Ok(())
     };
-    let non_resource = |user: &UserInfo| check(s, &Attributes::non_resource(user, "get", &path));
     match segs.as_slice() {
         ["healthz"] | ["livez"] | ["readyz"] => {
             let mut r = Response::new(Body::from("ok"));
@@ -302,14 +310,10 @@ async fn dispatch(
         }
         ["version"] => {
             get_only(rec)?;
-            let u = authenticate(s, &parts.headers, rec)?;
-            non_resource(&u)?;
             Ok(json_response(200, &discovery::version()))
         }
         ["metrics"] => {
             get_only(rec)?;
-            let u = authenticate(s, &parts.headers, rec)?;
-            non_resource(&u)?;
             let mut text = String::new();
             {
                 let reg = match s.metrics.lock() {
@@ -328,8 +332,6 @@ async fn dispatch(
         }
         ["api"] | ["apis"] => {
             get_only(rec)?;
-            let u = authenticate(s, &parts.headers, rec)?;
-            non_resource(&u)?;
             let core = segs[0] == "api";
             if let Some(v) = discovery::aggregated_version(&accept) {
                 let mut r = json_response(200, &discovery::aggregated(&s.registry, core, v));
@@ -348,32 +350,97 @@ async fn dispatch(
             }
         }
         ["apis", g] => {
-            let doc = discovery::api_group(&s.registry, g).ok_or_else(ApiError::path_not_found)?;
             get_only(rec)?;
-            let u = authenticate(s, &parts.headers, rec)?;
-            non_resource(&u)?;
+            let doc = discovery::api_group(&s.registry, g).ok_or_else(ApiError::path_not_found)?;
             Ok(json_response(200, &doc))
+        }
+        ["openapi", "v2"] => {
+            get_only(rec)?;
+            if accept.contains("application/json") && !accept.contains("protobuf") {
+                return Ok(json_response(200, &openapi_v2::json_document(&s.registry)));
+            }
+            let mut r = Response::new(Body::from(openapi_v2::protobuf_document(&s.registry)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(openapi_v2::PROTOBUF_MEDIA_TYPE),
+            );
+            Ok(r)
+        }
+        [".well-known", "openid-configuration"] => {
+            get_only(rec)?;
+            let mut doc = s.authn.openid_configuration();
+            // The keys are fetched from this server, wherever it listens.
+            doc["jwks_uri"] = Value::String(format!("https://{}/openid/v1/jwks", s.server_address));
+            Ok(json_response(200, &doc))
+        }
+        ["openid", "v1", "jwks"] => {
+            get_only(rec)?;
+            let mut r = json_response(200, &s.authn.jwks());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            );
+            Ok(r)
         }
         ["openapi", "v3"] => {
             get_only(rec)?;
-            let u = authenticate(s, &parts.headers, rec)?;
-            non_resource(&u)?;
             Ok(json_response(200, &openapi::index(&s.registry)))
         }
         ["openapi", "v3", rest @ ..] => {
+            get_only(rec)?;
             let (g, v) =
                 openapi::parse_path(&rest.join("/")).ok_or_else(ApiError::path_not_found)?;
             let doc =
                 openapi::document(&s.registry, &g, &v).ok_or_else(ApiError::path_not_found)?;
-            get_only(rec)?;
-            let u = authenticate(s, &parts.headers, rec)?;
-            non_resource(&u)?;
             Ok(json_response(200, &doc))
         }
         ["api", v, rest @ ..] => resource(s, parts, body, rec, &q, "", v, rest).await,
         ["apis", g, v, rest @ ..] => resource(s, parts, body, rec, &q, g, v, rest).await,
-        _ => Err(ApiError::path_not_found()),
+        _ => {
+            non_resource_gate(rec)?;
+            Err(ApiError::path_not_found())
+        }
     }
+}
+
+/// The resource attributes kube-apiserver's request-info filter derives from a URL under
+/// `/api/v1` or `/apis/<g>/<v>` (after the group and version), whether or not the resource
+/// exists. None for a method that maps to no verb.
+fn url_attributes(
+    user: &UserInfo,
+    method: &Method,
+    q: &Query,
+    group: &str,
+    rest: &[&str],
+) -> Option<Attributes> {
+    // `namespaces/<ns>/<resource>...` is namespaced; `namespaces/<ns>[/status|/finalize]` is
+    // the namespace itself, whose namespace attribute is its own name.
+    let (namespace, parts): (&str, &[&str]) = match rest {
+        ["namespaces", ns, sub, ..] if *sub != "status" && *sub != "finalize" => (ns, &rest[2..]),
+        ["namespaces", ns, ..] => (ns, rest),
+        _ => ("", rest),
+    };
+    let (resource, name, sub) = match parts {
+        [] => return None,
+        [r] => (*r, "", ""),
+        [r, n] => (*r, *n, ""),
+        [r, n, sb, ..] => (*r, *n, *sb),
+    };
+    let named = !name.is_empty();
+    let verb = match (method.as_str(), named) {
+        ("GET" | "HEAD", true) => "get",
+        ("GET" | "HEAD", false) if q.flag("watch") => "watch",
+        ("GET" | "HEAD", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return None,
+    };
+    Some(Attributes::resource(
+        user, verb, group, resource, sub, namespace, name,
+    ))
 }
 
 /// A resolved resource request.
@@ -438,14 +505,30 @@ async fn resource(
     rest: &[&str],
 ) -> Result<Response, ApiError> {
     if rest.is_empty() {
+        let verb = parts.method.as_str().to_ascii_lowercase();
+        rec.verb = verb.clone();
+        let u = authenticate(s, &parts.headers, rec)?;
+        check(s, &Attributes::non_resource(&u, &verb, parts.uri.path()))?;
         let doc = discovery::resource_list(&s.registry, group, version)
             .ok_or_else(ApiError::path_not_found)?;
-        rec.verb = "get".into();
-        let u = authenticate(s, &parts.headers, rec)?;
-        check(s, &Attributes::non_resource(&u, "get", parts.uri.path()))?;
+        if parts.method != Method::GET {
+            return Err(ApiError::method_not_allowed());
+        }
         return Ok(json_response(200, &doc));
     }
-    let t = resolve(&s.registry, group, version, rest)?;
+    let t = match resolve(&s.registry, group, version, rest) {
+        Ok(t) => t,
+        Err(not_found) => {
+            // An unknown resource is still authorized first, from the URL alone, as the
+            // request-info filter sees it.
+            let user = authenticate(s, &parts.headers, rec)?;
+            if let Some(attrs) = url_attributes(&user, &parts.method, q, group, rest) {
+                rec.verb = attrs.verb.clone();
+                check(s, &attrs)?;
+            }
+            return Err(not_found);
+        }
+    };
     let m = &parts.method;
     let verb = match (m.as_str(), t.name.is_some()) {
         ("GET", true) => "get",
@@ -464,7 +547,11 @@ async fn resource(
     if let Some(r) = s.faults.inject(verb, &t.def.plural).await {
         return Ok(r);
     }
-    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &t.def.kind)?;
+    let fields = FieldSelector::parse_for(
+        q.get("fieldSelector").unwrap_or(""),
+        &t.def.group,
+        &t.def.kind,
+    )?;
     // A list or watch pinned to one name by fieldSelector is authorized for that name.
     let attr_name = match &t.name {
         Some(n) => n.clone(),
@@ -905,6 +992,7 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
     }
     lifecycle::validate_name(&t.def, &name)?;
     lifecycle::validate_labels(&t.def, &obj)?;
+    lifecycle::validate_micro_times(&t.def, &obj)?;
     admit_create(s, t, &name)?;
     let is_crd = t.def.storage == "apiextensions.k8s.io/customresourcedefinitions";
     if is_crd {
@@ -916,8 +1004,8 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
         o.insert("status".into(), st);
     }
     let obj = stamped(&t.def, &obj);
-    events::validate_create(&t.def, &obj)?;
     let obj = events::stored(&t.def, obj);
+    events::validate(&t.def, &obj, None)?;
     let key = t.key(&name);
     let out = s.store.mutate(&key, dry_run, |old| match old {
         Some(_) => Err(ApiError::already_exists(&t.def.group, &t.def.plural, &name)),
@@ -960,7 +1048,9 @@ fn create(
     check_type(&t.def, &obj)?;
     check_identity(t, &mut obj, None)?;
     rbac_guard(s, t, user)(&obj)?;
-    let warnings = field_validation(q, &t.def, fieldcheck::unknown_fields(&t.def, &obj))?;
+    let unknown = fieldcheck::unknown_fields(&t.def, &obj);
+    let warnings = field_validation(q, &t.def, unknown.clone())?;
+    fieldcheck::drop_unknown(&mut obj, &unknown);
     let manager = update_manager(q, headers);
     let schema = schema_for(&t.def);
     ssa::record_update(
@@ -1120,6 +1210,7 @@ where
             return Err(ApiError::stale(&t.def.group, &t.def.plural, name));
         }
         lifecycle::validate_labels(&t.def, &new)?;
+        lifecycle::validate_micro_times(&t.def, &new)?;
         if is_crd && t.sub.is_none() {
             lifecycle::prepare_crd(&mut new)?;
         }
@@ -1155,7 +1246,9 @@ where
                 if ssa::managed_fields_equal_ignoring_time(old, &v) {
                     Change::Keep(stored_old.clone())
                 } else {
-                    Change::Put(events::stored(&t.def, v))
+                    let v = events::stored(&t.def, v);
+                    events::validate(&t.def, &v, Some(stored_old))?;
+                    Change::Put(v)
                 }
             }
             Change::Remove(v) => Change::Remove(events::stored(&t.def, v)),
@@ -1243,7 +1336,9 @@ fn update(
             )],
         ));
     }
-    let warnings = field_validation(q, &t.def, fieldcheck::unknown_fields(&t.def, &obj))?;
+    let unknown = fieldcheck::unknown_fields(&t.def, &obj);
+    let warnings = field_validation(q, &t.def, unknown.clone())?;
+    fieldcheck::drop_unknown(&mut obj, &unknown);
     let guard = rbac_guard(s, t, user);
     let out = update_with(
         s,
@@ -1511,7 +1606,8 @@ fn patch(
                 .into_iter()
                 .filter(|f| !before.contains(f))
                 .collect();
-            warnings = field_validation(q, &t.def, introduced)?;
+            warnings = field_validation(q, &t.def, introduced.clone())?;
+            fieldcheck::drop_unknown(&mut new, &introduced);
             // The RV is a precondition only when the patch itself sets it.
             let patched_rv = patch_rv(&ct, &patch_body);
             let m = meta_mut(&mut new);

@@ -169,7 +169,7 @@ async fn kubectl_service_account_token_review_and_bearer() {
         .to_string(),
     );
     let out: Value = serde_json::from_str(
-        &env.kubectl_ok(&["create", "--validate=false", "-f", &review, "-o", "json"])
+        &env.kubectl_ok(&["create", "-f", &review, "-o", "json"])
             .await,
     )
     .expect("json");
@@ -241,7 +241,7 @@ async fn kubectl_service_account_token_review_and_bearer() {
     assert!(!out.status.success());
     assert!(unauthorized(&stderr(&out)), "{}", stderr(&out));
     let out: Value = serde_json::from_str(
-        &env.kubectl_ok(&["create", "--validate=false", "-f", &review, "-o", "json"])
+        &env.kubectl_ok(&["create", "-f", &review, "-o", "json"])
             .await,
     )
     .expect("json");
@@ -470,11 +470,9 @@ async fn escalation_prevention_for_bindings() {
             "spec":{"user":"dave","resourceAttributes":{"namespace":"team-a","verb":"create","resource":"rolebindings","group":"rbac.authorization.k8s.io"}}})
         .to_string(),
     );
-    let out: Value = serde_json::from_str(
-        &env.kubectl_ok(&["create", "--validate=false", "-f", &sar, "-o", "json"])
-            .await,
-    )
-    .expect("json");
+    let out: Value =
+        serde_json::from_str(&env.kubectl_ok(&["create", "-f", &sar, "-o", "json"]).await)
+            .expect("json");
     assert_eq!(out["status"]["allowed"], true, "{out}");
     assert_eq!(
         out["status"]["reason"],
@@ -487,11 +485,9 @@ async fn escalation_prevention_for_bindings() {
             "spec":{"user":"dave","resourceAttributes":{"namespace":"team-a","verb":"delete","resource":"configmaps"}}})
         .to_string(),
     );
-    let out: Value = serde_json::from_str(
-        &env.kubectl_ok(&["create", "--validate=false", "-f", &lsar, "-o", "json"])
-            .await,
-    )
-    .expect("json");
+    let out: Value =
+        serde_json::from_str(&env.kubectl_ok(&["create", "-f", &lsar, "-o", "json"]).await)
+            .expect("json");
     assert_eq!(out["status"]["allowed"], false, "{out}");
     env.cluster.shutdown().await;
 }

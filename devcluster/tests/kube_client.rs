@@ -259,7 +259,8 @@ async fn watcher_relists_after_compaction() {
         }
     }
     names.sort();
-    assert_eq!(names, ["first", "second", "third"]);
+    // kube-root-ca.crt is every namespace's own (written by the root-CA publisher).
+    assert_eq!(names, ["first", "kube-root-ca.crt", "second", "third"]);
     env.cluster.shutdown().await;
 }
 

@@ -13,12 +13,14 @@ pub struct Env {
 }
 
 pub async fn start() -> Env {
+    start_with(Config::default()).await
+}
+
+pub async fn start_with(config: Config) -> Env {
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();
-    let cluster = DevCluster::start(Config::default())
-        .await
-        .expect("server starts");
+    let cluster = DevCluster::start(config).await.expect("server starts");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     cluster
