@@ -146,3 +146,83 @@ async fn events_api_requires_fields() {
         "Event.events.k8s.io \"bad\" is invalid: reportingController: Required value"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_api_selectors_and_immutable_fields() {
+    use kube::api::ListParams;
+    let env = common::start().await;
+    let client = env.client().await;
+    let new_api: Api<NewEvent> = Api::namespaced(client.clone(), "default");
+    let ev = NewEvent {
+        metadata: ObjectMeta {
+            name: Some("e2".into()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(ts("2026-01-02T03:04:05.123456Z"))),
+        reporting_controller: Some("example.com/ctl".into()),
+        reporting_instance: Some("ctl-1".into()),
+        action: Some("Reconcile".into()),
+        reason: Some("Synced".into()),
+        type_: Some("Normal".into()),
+        regarding: Some(regarding()),
+        note: Some("first".into()),
+        ..Default::default()
+    };
+    new_api
+        .create(&PostParams::default(), &ev)
+        .await
+        .expect("create");
+    // events.k8s.io field labels select; the core names are not labels of this version.
+    let hit = new_api
+        .list(
+            &ListParams::default()
+                .fields("regarding.name=web-0,reportingController=example.com/ctl"),
+        )
+        .await
+        .expect("list by regarding");
+    assert_eq!(hit.items.len(), 1);
+    let miss = new_api
+        .list(&ListParams::default().fields("regarding.name=other"))
+        .await
+        .expect("list");
+    assert!(miss.items.is_empty());
+    let err = new_api
+        .list(&ListParams::default().fields("involvedObject.name=web-0"))
+        .await
+        .expect_err("core label on events.k8s.io");
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err:?}");
+    };
+    assert_eq!(status.code, 400);
+    assert_eq!(
+        status.message,
+        "field label not supported: involvedObject.name"
+    );
+
+    // A series update is allowed; changing the note is not.
+    let series = json!({"series": {"count": 2, "lastObservedTime": "2026-01-02T03:05:05.000000Z"}});
+    new_api
+        .patch("e2", &PatchParams::default(), &Patch::Merge(&series))
+        .await
+        .expect("series update");
+    let err = new_api
+        .patch(
+            "e2",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"note": "second"})),
+        )
+        .await
+        .expect_err("note is immutable");
+    let kube::Error::Api(status) = err else {
+        panic!("not an API error: {err:?}");
+    };
+    assert_eq!(status.code, 422);
+    assert_eq!(
+        status.message,
+        "Event.events.k8s.io \"e2\" is invalid: message: Invalid value: \"second\": field is immutable"
+    );
+    let stored = new_api.get("e2").await.expect("get");
+    assert_eq!(stored.note.as_deref(), Some("first"));
+    assert_eq!(stored.series.map(|s| s.count), Some(2));
+    env.cluster.shutdown().await;
+}
