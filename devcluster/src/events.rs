@@ -171,12 +171,7 @@ pub fn validate(def: &ResourceDef, new: &Value, old: Option<&Value>) -> Result<(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let mut err = ApiError::invalid(&def.group, &def.kind, name, errs);
-    // kube-apiserver names the kind with its group here.
-    if events_api && let Some(rest) = err.message.strip_prefix(&def.kind) {
-        err.message = format!("{}.{}{rest}", def.kind, def.group);
-    }
-    Err(err)
+    Err(ApiError::invalid(&def.group, &def.kind, name, errs))
 }
 
 /// The checks every Event write passes, whatever the version.

@@ -1506,7 +1506,7 @@ fn patch(
     if q.flag("force") && !is_apply {
         return Err(ApiError::invalid(
             "meta.k8s.io",
-            "PatchOptions.meta.k8s.io",
+            "PatchOptions",
             "",
             vec![FieldError::forbidden(
                 "force",
@@ -1651,7 +1651,7 @@ fn apply(
     if manager.is_empty() {
         return Err(ApiError::invalid(
             "meta.k8s.io",
-            "PatchOptions.meta.k8s.io",
+            "PatchOptions",
             "",
             vec![FieldError::required(
                 "fieldManager",
@@ -1811,7 +1811,7 @@ fn delete_options(q: &Query, bytes: &[u8]) -> Result<DeleteOptions, ApiError> {
     {
         return Err(ApiError::invalid(
             "meta.k8s.io",
-            "DeleteOptions.meta.k8s.io",
+            "DeleteOptions",
             "",
             vec![FieldError {
                 reason: "FieldValueNotSupported",

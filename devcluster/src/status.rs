@@ -112,13 +112,20 @@ impl ApiError {
             .with_details(details(group, plural, name))
     }
 
-    /// 422 Invalid with one cause per field error; `details.kind` is the Kind here.
+    /// 422 Invalid with one cause per field error; `details.kind` is the Kind here and the
+    /// message names the group-qualified kind (`Deployment.apps "web" is invalid: ...`), as
+    /// kube-apiserver's GroupKind prints. kubectl rebuilds its own text from the details.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
         let text: Vec<String> = causes.iter().map(FieldError::text).collect();
-        let message = if text.len() == 1 {
-            format!("{kind} \"{name}\" is invalid: {}", text[0])
+        let qualified = if group.is_empty() {
+            kind.to_string()
         } else {
-            format!("{kind} \"{name}\" is invalid: [{}]", text.join(", "))
+            format!("{kind}.{group}")
+        };
+        let message = if text.len() == 1 {
+            format!("{qualified} \"{name}\" is invalid: {}", text[0])
+        } else {
+            format!("{qualified} \"{name}\" is invalid: [{}]", text.join(", "))
         };
         let mut d = Map::new();
         d.insert("name".into(), json!(name));
@@ -270,6 +277,19 @@ mod tests {
         );
         assert_eq!(s["details"]["kind"], "ConfigMap");
         assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueInvalid");
+        let s = ApiError::invalid(
+            "apps",
+            "Deployment",
+            "web",
+            vec![FieldError::required("spec.selector", "")],
+        )
+        .to_status();
+        assert_eq!(
+            s["message"],
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
+        );
+        assert_eq!(s["details"]["kind"], "Deployment");
+        assert_eq!(s["details"]["group"], "apps");
     }
 
     #[test]

@@ -133,7 +133,7 @@ pub fn serve(
         if !errs.is_empty() {
             return Err(ApiError::invalid(
                 "meta.k8s.io",
-                "ListOptions.meta.k8s.io",
+                "ListOptions",
                 "",
                 errs,
             ));
@@ -141,7 +141,7 @@ pub fn serve(
     } else if p.resource_version_match.is_some() {
         return Err(ApiError::invalid(
             "meta.k8s.io",
-            "ListOptions.meta.k8s.io",
+            "ListOptions",
             "",
             vec![FieldError::forbidden(
                 "resourceVersionMatch",
