@@ -20,7 +20,7 @@ use crate::lifecycle::{self, meta_str};
 use crate::rbac::{self, Policy, RBAC_GROUP};
 pub use crate::rbac::{Attributes, Decision};
 use crate::resources::Registry;
-use crate::status::ApiError;
+use crate::status::{ApiError, FieldError};
 use crate::store::{Change, Key, Notice, Store, unix_seconds};
 
 /// kube-apiserver's default service-account issuer (and so the default API audience).
@@ -314,6 +314,7 @@ impl Authenticator {
         review: &Value,
         user: &UserInfo,
     ) -> Result<Value, ApiError> {
+        validate_access_review(kind, review)?;
         let out = match kind {
             "TokenReview" => self
                 .authority()
@@ -426,6 +427,76 @@ impl Authenticator {
     /// `/openid/v1/jwks`.
     pub fn jwks(&self) -> Value {
         self.authority().jwks()
+    }
+}
+
+/// kube-apiserver's validation of the access review kinds: a 422 before any evaluation.
+fn validate_access_review(kind: &str, review: &Value) -> Result<(), ApiError> {
+    if !matches!(
+        kind,
+        "SubjectAccessReview" | "LocalSubjectAccessReview" | "SelfSubjectAccessReview"
+    ) {
+        return Ok(());
+    }
+    let spec = review.get("spec").unwrap_or(&Value::Null);
+    let ra = spec.get("resourceAttributes").filter(|v| v.is_object());
+    let na = spec.get("nonResourceAttributes").filter(|v| v.is_object());
+    // Go prints the struct with %#v.
+    let na_text = |na: &Value| {
+        let f = |k: &str| na.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        format!(
+            "authorization.NonResourceAttributes{{Path:{:?}, Verb:{:?}}}",
+            f("path"),
+            f("verb")
+        )
+    };
+    let raw_invalid = |field: &str, value: String, detail: &str| FieldError {
+        reason: "FieldValueInvalid",
+        field: field.to_string(),
+        message: format!("Invalid value: {value}: {detail}"),
+    };
+    let mut errs = Vec::new();
+    if let (Some(_), Some(na)) = (ra, na) {
+        errs.push(raw_invalid(
+            "spec.nonResourceAttributes",
+            na_text(na),
+            "cannot be specified in combination with resourceAttributes",
+        ));
+    }
+    if ra.is_none() && na.is_none() {
+        errs.push(raw_invalid(
+            "spec.resourceAttributes",
+            "\"null\"".into(),
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        ));
+    }
+    if kind != "SelfSubjectAccessReview" {
+        let user = spec.get("user").and_then(Value::as_str).unwrap_or("");
+        let no_groups = spec
+            .get("groups")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if user.is_empty() && no_groups {
+            errs.push(FieldError::invalid(
+                "spec.user",
+                "",
+                "at least one of user or group must be specified",
+            ));
+        }
+    }
+    if kind == "LocalSubjectAccessReview"
+        && let Some(na) = na
+    {
+        errs.push(raw_invalid(
+            "spec.nonResourceAttributes",
+            na_text(na),
+            "disallowed on this kind of request",
+        ));
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("authorization.k8s.io", kind, "", errs))
     }
 }
 

@@ -131,12 +131,7 @@ pub fn serve(
             ));
         }
         if !errs.is_empty() {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "ListOptions",
-                "",
-                errs,
-            ));
+            return Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", errs));
         }
     } else if p.resource_version_match.is_some() {
         return Err(ApiError::invalid(

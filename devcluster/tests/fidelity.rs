@@ -646,6 +646,27 @@ subjects:
     let modest = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: modest, namespace: team-a}\nrules:\n- {apiGroups: [\"\"], resources: [configmaps], verbs: [get]}\n";
     apply_ok(&env, "modest.yaml", modest, &[sa]).await;
 
+    // A review without attributes or subject is invalid, not evaluated.
+    let sar = env.write(
+        "sar.json",
+        r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{}}"#,
+    );
+    let out = env
+        .kubectl(&[
+            "create",
+            "--raw",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            "-f",
+            &sar,
+        ])
+        .await;
+    let err = stderr(&out);
+    assert!(
+        err.contains("spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified")
+            && err.contains("spec.user: Invalid value: \"\": at least one of user or group must be specified"),
+        "{err}"
+    );
+
     // Impersonating a group without a user is refused.
     let out = env
         .kubectl(&["get", "cm", "-n", "team-a", "--as-group=devs"])
