@@ -1,6 +1,7 @@
 //! The HTTP front: routing, verb mapping, query parameters, bodies, and the write pipeline
 //! (decode, checks, admission, lifecycle, storage) for every resource.
 
+use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -210,11 +211,37 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiE
         .and_then(|v| v.parse::<usize>().ok())
         && len > MAX_BODY
     {
+        drain(body).await;
         return Err(ApiError::too_large(MAX_BODY));
     }
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY))
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            drain_stream(stream).await;
+            return Err(ApiError::too_large(MAX_BODY));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Read and discard the rest of an oversized body (up to a bound), so the client, still
+/// writing, gets the 413 instead of a broken pipe.
+async fn drain(body: Body) {
+    drain_stream(body.into_data_stream()).await;
+}
+
+async fn drain_stream(mut stream: axum::body::BodyDataStream) {
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
 }
 
 fn authenticate(s: &Shared, headers: &HeaderMap, rec: &mut Recorded) -> Result<UserInfo, ApiError> {
