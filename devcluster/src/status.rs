@@ -114,11 +114,37 @@ impl ApiError {
 
     /// 422 Invalid with one cause per field error; `details.kind` is the Kind here.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
+        Self::invalid_as(kind, group, kind, name, causes)
+    }
+
+    /// 422 Invalid whose message names the group kind (`Widget.example.com "w1" is
+    /// invalid: ...`), as kube-apiserver words it for custom resources.
+    pub fn invalid_group_kind(
+        group: &str,
+        kind: &str,
+        name: &str,
+        causes: Vec<FieldError>,
+    ) -> Self {
+        let shown = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        Self::invalid_as(&shown, group, kind, name, causes)
+    }
+
+    fn invalid_as(
+        shown: &str,
+        group: &str,
+        kind: &str,
+        name: &str,
+        causes: Vec<FieldError>,
+    ) -> Self {
         let text: Vec<String> = causes.iter().map(FieldError::text).collect();
         let message = if text.len() == 1 {
-            format!("{kind} \"{name}\" is invalid: {}", text[0])
+            format!("{shown} \"{name}\" is invalid: {}", text[0])
         } else {
-            format!("{kind} \"{name}\" is invalid: [{}]", text.join(", "))
+            format!("{shown} \"{name}\" is invalid: [{}]", text.join(", "))
         };
         let mut d = Map::new();
         d.insert("name".into(), json!(name));
