@@ -5,7 +5,7 @@
 //! list of the declared fields at the top level and directly under `spec` for the kinds an
 //! engine commonly writes. Kinds (and levels) that are not listed here are never flagged, so a
 //! valid manifest is never rejected because the list is incomplete. Custom resources are not
-//! checked (their schemas prune instead).
+//! checked here: `schema` prunes them to their CRD's schema.
 //!
 //! Covered: `metadata` of every built-in; top level of ConfigMap, Secret, ServiceAccount,
 //! Namespace, Service, Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob,
@@ -36,6 +36,11 @@ const META: &[&str] = &[
     "finalizers",
     "managedFields",
 ];
+
+/// Whether `name` is a field of ObjectMeta (custom resources prune their `metadata` to these).
+pub fn is_object_meta_field(name: &str) -> bool {
+    META.contains(&name)
+}
 
 const SPEC_STATUS: &[&str] = &["spec", "status"];
 

@@ -18,6 +18,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod rbac;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod ssa;

@@ -24,7 +24,7 @@ use crate::status::{self, ApiError, FieldError};
 use crate::store::{Change, Key, Store, random_bytes, resource_version};
 use crate::table::{self, Rendering};
 use crate::watch::{self, Render, Scope, WatchParams};
-use crate::{discovery, events, fieldcheck, openapi, openapi_v2, patch as patch_ops, ssa};
+use crate::{discovery, events, fieldcheck, openapi, openapi_v2, patch as patch_ops, schema, ssa};
 
 /// kube-apiserver's request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -1030,6 +1030,7 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
     if is_crd && let (Some(st), Some(o)) = (status_after_prepare, obj.as_object_mut()) {
         o.insert("status".into(), st);
     }
+    schema::check(&t.def, &mut obj)?;
     let obj = stamped(&t.def, &obj);
     let obj = events::stored(&t.def, obj);
     events::validate(&t.def, &obj, None)?;
@@ -1075,9 +1076,7 @@ fn create(
     check_type(&t.def, &obj)?;
     check_identity(t, &mut obj, None)?;
     rbac_guard(s, t, user)(&obj)?;
-    let unknown = fieldcheck::unknown_fields(&t.def, &obj);
-    let warnings = field_validation(q, &t.def, unknown.clone())?;
-    fieldcheck::drop_unknown(&mut obj, &unknown);
+    let warnings = field_validation(q, &t.def, decoded_unknown(&t.def, &mut obj), false)?;
     let manager = update_manager(q, headers);
     let schema = schema_for(&t.def);
     ssa::record_update(
@@ -1133,13 +1132,29 @@ fn update_manager(q: &Query, headers: &HeaderMap) -> String {
     prefix.chars().take(128).collect()
 }
 
+/// Unknown fields of a decoded object: a custom resource is pruned to its schema and the
+/// dropped paths returned; built-ins are only flagged (see `fieldcheck`).
+fn decoded_unknown(def: &ResourceDef, obj: &mut Value) -> Vec<String> {
+    match schema::schema_of(def) {
+        Some(sch) => schema::prune(obj, sch),
+        None => {
+            // Typed decoding drops what the type does not declare.
+            let unknown = fieldcheck::unknown_fields(def, obj);
+            fieldcheck::drop_unknown(obj, &unknown);
+            unknown
+        }
+    }
+}
+
 /// `fieldValidation` for POST/PUT/non-apply PATCH: `Strict` rejects unknown fields with
 /// kube-apiserver's strict decoding error, `Warn` (the default) returns them as warnings,
-/// `Ignore` drops the check. Unknown fields are not pruned here (see `fieldcheck`).
+/// `Ignore` drops the check. A body that fails to decode is named in the error; a patched
+/// object is not (kube-apiserver's patch handler reports the bare strict decoding error).
 fn field_validation(
     q: &Query,
     def: &ResourceDef,
     unknown: Vec<String>,
+    patched: bool,
 ) -> Result<Vec<String>, ApiError> {
     if unknown.is_empty() {
         return Ok(unknown);
@@ -1151,12 +1166,16 @@ fn field_validation(
                 .iter()
                 .map(|f| format!("unknown field {f:?}"))
                 .collect();
-            Err(ApiError::bad_request(format!(
-                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
-                list.join(", "),
-                kind = def.kind,
-                version = def.version,
-            )))
+            let strict = format!("strict decoding error: {}", list.join(", "));
+            Err(ApiError::bad_request(if patched {
+                strict
+            } else {
+                format!(
+                    "{kind} in version {version:?} cannot be handled as a {kind}: {strict}",
+                    kind = def.kind,
+                    version = def.version,
+                )
+            }))
         }
         _ => Ok(unknown
             .iter()
@@ -1242,7 +1261,10 @@ where
             lifecycle::prepare_crd(&mut new)?;
         }
         let applied_fields = new.pointer("/metadata/managedFields").cloned();
-        let change = lifecycle::prepare_update(&t.def, old, new, t.sub.as_deref())?;
+        let mut change = lifecycle::prepare_update(&t.def, old, new, t.sub.as_deref())?;
+        if let Change::Put(v) = &mut change {
+            schema::check(&t.def, v)?;
+        }
         Ok(match change {
             Change::Put(mut v) => {
                 match &book {
@@ -1363,9 +1385,7 @@ fn update(
             )],
         ));
     }
-    let unknown = fieldcheck::unknown_fields(&t.def, &obj);
-    let warnings = field_validation(q, &t.def, unknown.clone())?;
-    fieldcheck::drop_unknown(&mut obj, &unknown);
+    let warnings = field_validation(q, &t.def, decoded_unknown(&t.def, &mut obj), false)?;
     let guard = rbac_guard(s, t, user);
     let out = update_with(
         s,
@@ -1627,14 +1647,21 @@ fn patch(
                     "the patched object is not a JSON object",
                 ));
             }
-            // Only fields the patch introduced count; the stored object is not re-judged.
-            let before = fieldcheck::unknown_fields(&t.def, old);
-            let introduced: Vec<String> = fieldcheck::unknown_fields(&t.def, &new)
-                .into_iter()
-                .filter(|f| !before.contains(f))
-                .collect();
-            warnings = field_validation(q, &t.def, introduced.clone())?;
-            fieldcheck::drop_unknown(&mut new, &introduced);
+            let introduced: Vec<String> = match schema::schema_of(&t.def) {
+                // The stored object is already pruned: whatever is dropped came with the patch.
+                Some(sch) => schema::prune(&mut new, sch),
+                None => {
+                    // Only fields the patch introduced count; the stored object is not re-judged.
+                    let before = fieldcheck::unknown_fields(&t.def, old);
+                    let introduced: Vec<String> = fieldcheck::unknown_fields(&t.def, &new)
+                        .into_iter()
+                        .filter(|f| !before.contains(f))
+                        .collect();
+                    fieldcheck::drop_unknown(&mut new, &introduced);
+                    introduced
+                }
+            };
+            warnings = field_validation(q, &t.def, introduced, true)?;
             // The RV is a precondition only when the patch itself sets it.
             let patched_rv = patch_rv(&ct, &patch_body);
             let m = meta_mut(&mut new);
@@ -1708,22 +1735,30 @@ fn apply(
     }
     let mut applied = patch_body.clone();
     check_identity(t, &mut applied, Some(name))?;
-    // Typed built-ins refuse undeclared fields whatever fieldValidation says (spec §3.6).
-    let unknown = fieldcheck::unknown_fields(&t.def, &applied);
-    if !unknown.is_empty() {
-        let paths: Vec<String> = unknown
+    // Apply converts the configuration to its typed form first, which refuses undeclared
+    // fields whatever fieldValidation says, for built-ins and custom resources (spec §3.6).
+    let undeclared: Vec<String> = match schema::schema_of(&t.def) {
+        Some(sch) => schema::undeclared_for_apply(&applied, sch),
+        None => fieldcheck::unknown_fields(&t.def, &applied)
             .iter()
             .map(|f| format!(".{f}: field not declared in schema"))
-            .collect();
+            .collect(),
+    };
+    if !undeclared.is_empty() {
+        // structured-merge-diff's wording: one error inline, several as an indented list.
+        let errors = if undeclared.len() == 1 {
+            undeclared.join("")
+        } else {
+            format!("errors:\n  {}", undeclared.join("\n  "))
+        };
         let (g, v) = (&t.def.group, &t.def.version);
         return Err(ApiError::new(
             500,
             "",
             format!(
-                "failed to create typed patch object ({}/{name}; {g}/{v}, Kind={}): {}",
+                "failed to create typed patch object ({}/{name}; {g}/{v}, Kind={}): {errors}",
                 t.namespace.as_deref().unwrap_or(""),
                 t.def.kind,
-                paths.join(", ")
             ),
         ));
     }
@@ -1743,6 +1778,14 @@ fn apply(
             status_subresource: t.def.has_status_subresource,
             now: &now,
             schema: schema.as_ref(),
+        })
+        .map(|mut merged| {
+            // Free-form parts of a custom resource pass the typed check and are pruned
+            // silently on the way to storage.
+            if let Some(sch) = schema::schema_of(&t.def) {
+                schema::prune(&mut merged, sch);
+            }
+            merged
         })
         .map_err(|e| apply_error(&e))
     };

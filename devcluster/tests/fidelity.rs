@@ -713,7 +713,6 @@ fn widget(name: &str, extra: &str) -> String {
 /// §7.6: defaults make a second `diff --server-side` empty; CRs are pruned to their schema
 /// under each `--validate` mode, and schema defaults are filled in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "custom resource pruning lands with the structural schema work"]
 async fn item06_defaulting_and_pruning() {
     let env = with_namespace("team-a").await;
     let app = format!(
@@ -742,16 +741,43 @@ async fn item06_defaulting_and_pruning() {
         "crd/widgets.example.com",
     ])
     .await;
-    let out = apply(
-        &env,
-        "w1.yaml",
-        &widget("strict", "  shade: dark\n"),
-        &["--validate=strict"],
-    )
-    .await;
-    assert!(!out.status.success(), "strict accepts an undeclared field");
+    // Server-side apply converts the manifest to the schema's typed form first: an undeclared
+    // field is kube-apiserver's 500 whatever --validate says, and nothing is stored.
+    for mode in ["strict", "warn", "false"] {
+        let name = format!("apply-{mode}");
+        let validate = format!("--validate={mode}");
+        let out = apply(
+            &env,
+            &format!("{name}.yaml"),
+            &widget(&name, "  shade: dark\n"),
+            &[&validate],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{mode}");
+        assert!(
+            stderr(&out).contains(".spec.shade: field not declared in schema"),
+            "{mode}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !env.kubectl(&["get", "widget", &name])
+                .await
+                .status
+                .success(),
+            "{mode}: nothing stored"
+        );
+    }
+    // A create decodes leniently unless strict: the field is refused, warned about and
+    // pruned, or pruned silently.
+    async fn create(env: &common::Env, name: &str, mode: &str) -> Output {
+        let f = env.write(&format!("{name}.yaml"), &widget(name, "  shade: dark\n"));
+        env.kubectl(&["create", &format!("--validate={mode}"), "-f", &f])
+            .await
+    }
+    let out = create(&env, "strict", "strict").await;
+    assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("unknown field \"spec.shade\""),
+        stderr(&out).contains("strict decoding error: unknown field \"spec.shade\""),
         "{}",
         stderr(&out)
     );
@@ -762,14 +788,7 @@ async fn item06_defaulting_and_pruning() {
             .success(),
         "nothing stored"
     );
-
-    let out = apply(
-        &env,
-        "w2.yaml",
-        &widget("warned", "  shade: dark\n"),
-        &["--validate=warn"],
-    )
-    .await;
+    let out = create(&env, "warned", "warn").await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("unknown field \"spec.shade\""),
@@ -779,18 +798,19 @@ async fn item06_defaulting_and_pruning() {
     let w = get_json(&env, &["widget", "warned"]).await;
     assert!(w["spec"].get("shade").is_none(), "pruned: {w}");
     assert_eq!(w["spec"]["size"], 3, "schema default");
-
-    let out = apply(
-        &env,
-        "w3.yaml",
-        &widget("quiet", "  shade: dark\n"),
-        &["--validate=false"],
-    )
-    .await;
+    let out = create(&env, "quiet", "false").await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("shade"), "{}", stderr(&out));
     let w = get_json(&env, &["widget", "quiet"]).await;
     assert!(w["spec"].get("shade").is_none(), "pruned: {w}");
+    // A valid apply gets the default without owning it.
+    apply_ok(&env, "ok.yaml", &widget("applied", ""), &[]).await;
+    let w = get_json(&env, &["widget", "applied"]).await;
+    assert_eq!(w["spec"]["size"], 3);
+    assert!(
+        fields_of(&w, "kubectl")["f:spec"].get("f:size").is_none(),
+        "{w}"
+    );
     env.cluster.shutdown().await;
 }
 
