@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod controllers;
+pub mod defaults;
 pub mod discovery;
 pub mod events;
 pub mod faults;
