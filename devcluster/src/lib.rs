@@ -3,6 +3,7 @@
 //! [`DevCluster::kubeconfig`], and stop it with [`DevCluster::shutdown`].
 
 pub mod access;
+pub mod alloc;
 pub mod auth;
 pub mod controllers;
 pub mod defaults;

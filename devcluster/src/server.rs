@@ -23,7 +23,7 @@ use crate::status::{self, ApiError, FieldError};
 use crate::store::{Change, Key, Store, random_bytes, resource_version};
 use crate::table::{self, Rendering};
 use crate::watch::{self, Render, Scope, WatchParams};
-use crate::{discovery, events, fieldcheck, openapi, patch as patch_ops, ssa};
+use crate::{alloc, discovery, events, fieldcheck, openapi, patch as patch_ops, ssa};
 
 /// kube-apiserver's request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -919,10 +919,16 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
     events::validate_create(&t.def, &obj)?;
     let obj = events::stored(&t.def, obj);
     let key = t.key(&name);
-    let out = s.store.mutate(&key, dry_run, |old| match old {
-        Some(_) => Err(ApiError::already_exists(&t.def.group, &t.def.plural, &name)),
-        None => Ok(Change::Put(obj)),
-    })?;
+    let out = s
+        .store
+        .mutate_seeing(&key, dry_run, |old, view| match old {
+            Some(_) => Err(ApiError::already_exists(&t.def.group, &t.def.plural, &name)),
+            None => {
+                let mut obj = obj;
+                allocate(t, None, &mut obj, view, &key)?;
+                Ok(Change::Put(obj))
+            }
+        })?;
     if is_crd && out.changed {
         s.registry
             .set_custom(&name, lifecycle::crd_defs(&out.object));
@@ -1089,6 +1095,24 @@ fn patch_error(e: patch_ops::PatchError) -> ApiError {
     ApiError::new(e.code(), reason, e.message())
 }
 
+/// A Service's cluster IP and node ports, from what the other stored Services leave free.
+fn allocate(
+    t: &Target,
+    old: Option<&Value>,
+    obj: &mut Value,
+    view: &crate::store::View<'_>,
+    key: &Key,
+) -> Result<(), ApiError> {
+    if !(t.def.group.is_empty() && t.def.kind == "Service") || t.sub.is_some() {
+        return Ok(());
+    }
+    let others = view
+        .list(&t.def.storage)
+        .filter(|(k, _)| *k != key)
+        .map(|(_, v)| v);
+    alloc::prepare_service(old, obj, &alloc::Used::from_services(others))
+}
+
 /// Commit a new version of an existing object computed from the stored one.
 fn update_with<F>(
     s: &Shared,
@@ -1104,7 +1128,7 @@ where
     let key = t.key(name);
     let schema = schema_for(&t.def);
     let is_crd = t.def.storage == "apiextensions.k8s.io/customresourcedefinitions";
-    let out = s.store.mutate(&key, dry_run, |old| {
+    let out = s.store.mutate_seeing(&key, dry_run, |old, view| {
         let Some(old) = old else {
             return Err(ApiError::not_found(&t.def.group, &t.def.plural, name));
         };
@@ -1147,6 +1171,8 @@ where
                         }
                     }
                 }
+                // After the bookkeeping, as in kube-apiserver's Service storage.
+                allocate(t, Some(old), &mut v, view, &key)?;
                 meta_mut(&mut v).insert(
                     "resourceVersion".into(),
                     json!(meta_str(old, "resourceVersion")),
