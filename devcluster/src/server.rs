@@ -23,7 +23,7 @@ use crate::status::{self, ApiError, FieldError};
 use crate::store::{Change, Key, Store, random_bytes, resource_version};
 use crate::table::{self, Rendering};
 use crate::watch::{self, Render, Scope, WatchParams};
-use crate::{alloc, discovery, events, fieldcheck, openapi, patch as patch_ops, ssa};
+use crate::{alloc, defaults, discovery, events, fieldcheck, openapi, patch as patch_ops, ssa};
 
 /// kube-apiserver's request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -969,15 +969,28 @@ fn create(
     let warnings = field_validation(q, &t.def, fieldcheck::unknown_fields(&t.def, &obj))?;
     let manager = update_manager(q, headers);
     let schema = schema_for(&t.def);
+    // kube-apiserver defaults while decoding, before it computes managedFields, so the
+    // creator owns the defaulted fields. What create itself sets later (uid, status, a Job's
+    // selector, a Service's addresses) is owned by nobody.
+    let mut decoded = obj.clone();
+    defaults::apply_defaults(&t.def, &mut decoded);
     ssa::record_update(
         None,
-        &mut obj,
+        &mut decoded,
         &manager,
         &t.def.api_version(),
         None,
         &crate::store::now_rfc3339(),
         schema.as_ref(),
     );
+    match decoded.pointer("/metadata/managedFields") {
+        Some(mf) => {
+            meta_mut(&mut obj).insert("managedFields".into(), mf.clone());
+        }
+        None => {
+            meta_mut(&mut obj).remove("managedFields");
+        }
+    }
     let out = create_object(s, t, obj, dry_run)?;
     Ok(with_warnings(
         json_response(201, &served_stamped(&t.def, &out)),
