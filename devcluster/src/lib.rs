@@ -3,8 +3,10 @@
 //! [`DevCluster::kubeconfig`], and stop it with [`DevCluster::shutdown`].
 
 pub mod access;
+pub mod alloc;
 pub mod auth;
 pub mod controllers;
+pub mod defaults;
 pub mod discovery;
 pub mod events;
 pub mod faults;

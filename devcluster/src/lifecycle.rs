@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::defaults;
 use crate::resources::{CustomInfo, Registry, ResourceDef, Subresource};
 use crate::status::{ApiError, FieldError};
 use crate::store::{Change, Key, Notice, Outcome, Store, new_uid, now_rfc3339};
@@ -229,13 +230,6 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
     } else {
         m.remove("generation");
     }
-    if def.kind == "Namespace" && def.group.is_empty() {
-        let name = m.get("name").cloned().unwrap_or(Value::Null);
-        let labels = m.entry("labels").or_insert_with(|| json!({}));
-        if let Some(l) = labels.as_object_mut() {
-            l.insert("kubernetes.io/metadata.name".into(), name);
-        }
-    }
     let Some(o) = obj.as_object_mut() else {
         return;
     };
@@ -256,172 +250,17 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
             }
         }
     }
-    apply_defaults(def, obj);
+    let labels_follow_template = defaults::job_labels_follow_template(def, obj);
+    defaults::apply_defaults(def, obj);
+    if def.group == "batch" && def.kind == "Job" {
+        defaults::generate_job_selector(obj, labels_follow_template);
+    }
     if def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition" {
         let mut f = finalizers(obj);
         if !f.iter().any(|x| x == CRD_FINALIZER) {
             f.push(CRD_FINALIZER.into());
         }
         set_finalizers(obj, &f);
-    }
-}
-
-/// The built-in defaults kube-apiserver fills in before storage, on create and update:
-/// rollout strategies, workload spec fields, every PodSpec (Pods and pod templates) with its
-/// containers, and Services. Explicit values are kept.
-pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
-    default_update_strategy(def, obj);
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let set = |o: &mut Map<String, Value>, k: &str, v: Value| {
-        o.entry(k.to_string()).or_insert(v);
-    };
-    match (def.group.as_str(), def.kind.as_str()) {
-        ("apps", "Deployment") => {
-            set(spec, "replicas", json!(1));
-            set(spec, "revisionHistoryLimit", json!(10));
-            set(spec, "progressDeadlineSeconds", json!(600));
-        }
-        ("apps", "StatefulSet") => {
-            set(spec, "replicas", json!(1));
-            set(spec, "podManagementPolicy", json!("OrderedReady"));
-            set(spec, "revisionHistoryLimit", json!(10));
-        }
-        ("", "Service") => default_service(spec),
-        _ => {}
-    }
-    let pod_spec: &[&str] = match (def.group.as_str(), def.kind.as_str()) {
-        ("", "Pod") => &[],
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job") => {
-            &["template", "spec"]
-        }
-        ("batch", "CronJob") => &["jobTemplate", "spec", "template", "spec"],
-        _ => return,
-    };
-    let mut node = &mut *spec;
-    for key in pod_spec {
-        let Some(next) = node.get_mut(*key).and_then(Value::as_object_mut) else {
-            return;
-        };
-        node = next;
-    }
-    default_pod_spec(node, !matches!(def.kind.as_str(), "Job" | "CronJob"));
-}
-
-fn default_service(spec: &mut Map<String, Value>) {
-    spec.entry("type").or_insert_with(|| json!("ClusterIP"));
-    spec.entry("sessionAffinity")
-        .or_insert_with(|| json!("None"));
-    let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-        port.entry("protocol").or_insert_with(|| json!("TCP"));
-        if !port.contains_key("targetPort")
-            && let Some(p) = port.get("port").cloned()
-        {
-            port.insert("targetPort".into(), p);
-        }
-    }
-}
-
-fn default_pod_spec(spec: &mut Map<String, Value>, restart_always: bool) {
-    if restart_always {
-        spec.entry("restartPolicy")
-            .or_insert_with(|| json!("Always"));
-    }
-    spec.entry("dnsPolicy")
-        .or_insert_with(|| json!("ClusterFirst"));
-    spec.entry("schedulerName")
-        .or_insert_with(|| json!("default-scheduler"));
-    spec.entry("securityContext").or_insert_with(|| json!({}));
-    spec.entry("terminationGracePeriodSeconds")
-        .or_insert_with(|| json!(30));
-    for list in ["containers", "initContainers"] {
-        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
-            continue;
-        };
-        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
-            if !c.contains_key("imagePullPolicy") {
-                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-                let policy = if image_tag_is_latest(image) {
-                    "Always"
-                } else {
-                    "IfNotPresent"
-                };
-                c.insert("imagePullPolicy".into(), json!(policy));
-            }
-            c.entry("terminationMessagePath")
-                .or_insert_with(|| json!("/dev/termination-log"));
-            c.entry("terminationMessagePolicy")
-                .or_insert_with(|| json!("File"));
-            if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-                for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-                    port.entry("protocol").or_insert_with(|| json!("TCP"));
-                }
-            }
-        }
-    }
-}
-
-/// Whether an image reference means the `latest` tag: named so, or with neither tag nor digest.
-fn image_tag_is_latest(image: &str) -> bool {
-    let (name, digest) = match image.split_once('@') {
-        Some((n, _)) => (n, true),
-        None => (image, false),
-    };
-    let last = name.rsplit('/').next().unwrap_or(name);
-    match last.split_once(':') {
-        Some((_, tag)) => tag == "latest",
-        None => !digest,
-    }
-}
-
-/// The rollout strategy defaults kube-apiserver fills in for apps/v1 workloads: Deployments get
-/// `spec.strategy` RollingUpdate with 25% surge/unavailable, StatefulSets
-/// `spec.updateStrategy` RollingUpdate with partition 0, DaemonSets RollingUpdate with
-/// maxUnavailable 1 and maxSurge 0. Explicit values are kept.
-pub fn default_update_strategy(def: &ResourceDef, obj: &mut Value) {
-    if def.group != "apps" {
-        return;
-    }
-    let (field, rolling) = match def.kind.as_str() {
-        "Deployment" => (
-            "strategy",
-            json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
-        ),
-        "StatefulSet" => ("updateStrategy", json!({"partition": 0})),
-        "DaemonSet" => (
-            "updateStrategy",
-            json!({"maxUnavailable": 1, "maxSurge": 0}),
-        ),
-        _ => return,
-    };
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let strategy = spec.entry(field).or_insert_with(|| json!({}));
-    let Some(strategy) = strategy.as_object_mut() else {
-        return;
-    };
-    let kind = strategy
-        .entry("type")
-        .or_insert_with(|| json!("RollingUpdate"));
-    if kind.as_str() != Some("RollingUpdate") {
-        return;
-    }
-    let Some(r) = strategy
-        .entry("rollingUpdate")
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-    else {
-        return;
-    };
-    if let Some(defaults) = rolling.as_object() {
-        for (k, v) in defaults {
-            r.entry(k.clone()).or_insert_with(|| v.clone());
-        }
     }
 }
 
@@ -493,7 +332,7 @@ pub fn prepare_update(
             }
         }
     }
-    apply_defaults(def, &mut new);
+    defaults::apply_defaults(def, &mut new);
     if def.kind == "Namespace" && def.group.is_empty() {
         let name = json!(meta_str(old, "name"));
         let m = meta_mut(&mut new);
@@ -1085,16 +924,6 @@ pub fn crd_defs(crd: &Value) -> Vec<ResourceDef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latest_tag_detection() {
-        assert!(image_tag_is_latest("nginx"));
-        assert!(image_tag_is_latest("nginx:latest"));
-        assert!(image_tag_is_latest("registry:5000/team/app"));
-        assert!(!image_tag_is_latest("registry:5000/team/app:v1"));
-        assert!(!image_tag_is_latest("nginx@sha256:abc"));
-        assert!(!image_tag_is_latest("nginx:1.25"));
-    }
 
     fn def(kind: &str) -> ResourceDef {
         crate::resources::builtins()

@@ -24,7 +24,10 @@ use crate::status::{self, ApiError, FieldError};
 use crate::store::{Change, Key, Store, random_bytes, resource_version};
 use crate::table::{self, Rendering};
 use crate::watch::{self, Render, Scope, WatchParams};
-use crate::{discovery, events, fieldcheck, openapi, openapi_v2, patch as patch_ops, schema, ssa};
+use crate::{
+    alloc, defaults, discovery, events, fieldcheck, openapi, openapi_v2, patch as patch_ops,
+    schema, ssa,
+};
 
 /// kube-apiserver's request body limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -1035,10 +1038,16 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
     let obj = events::stored(&t.def, obj);
     events::validate(&t.def, &obj, None)?;
     let key = t.key(&name);
-    let out = s.store.mutate(&key, dry_run, |old| match old {
-        Some(_) => Err(ApiError::already_exists(&t.def.group, &t.def.plural, &name)),
-        None => Ok(Change::Put(obj)),
-    })?;
+    let out = s
+        .store
+        .mutate_seeing(&key, dry_run, |old, view| match old {
+            Some(_) => Err(ApiError::already_exists(&t.def.group, &t.def.plural, &name)),
+            None => {
+                let mut obj = obj;
+                allocate(t, None, &mut obj, view, &key)?;
+                Ok(Change::Put(obj))
+            }
+        })?;
     if is_crd && out.changed {
         s.registry
             .set_custom(&name, lifecycle::crd_defs(&out.object));
@@ -1079,15 +1088,28 @@ fn create(
     let warnings = field_validation(q, &t.def, decoded_unknown(&t.def, &mut obj), false)?;
     let manager = update_manager(q, headers);
     let schema = schema_for(&t.def);
+    // kube-apiserver defaults while decoding, before it computes managedFields, so the
+    // creator owns the defaulted fields. What create itself sets later (uid, status, a Job's
+    // selector, a Service's addresses) is owned by nobody.
+    let mut decoded = obj.clone();
+    defaults::apply_defaults(&t.def, &mut decoded);
     ssa::record_update(
         None,
-        &mut obj,
+        &mut decoded,
         &manager,
         &t.def.api_version(),
         None,
         &crate::store::now_rfc3339(),
         schema.as_ref(),
     );
+    match decoded.pointer("/metadata/managedFields") {
+        Some(mf) => {
+            meta_mut(&mut obj).insert("managedFields".into(), mf.clone());
+        }
+        None => {
+            meta_mut(&mut obj).remove("managedFields");
+        }
+    }
     let out = create_object(s, t, obj, dry_run)?;
     Ok(with_warnings(
         json_response(201, &served_stamped(&t.def, &out)),
@@ -1225,6 +1247,24 @@ fn patch_error(e: patch_ops::PatchError) -> ApiError {
     ApiError::new(e.code(), reason, e.message())
 }
 
+/// A Service's cluster IP and node ports, from what the other stored Services leave free.
+fn allocate(
+    t: &Target,
+    old: Option<&Value>,
+    obj: &mut Value,
+    view: &crate::store::View<'_>,
+    key: &Key,
+) -> Result<(), ApiError> {
+    if !(t.def.group.is_empty() && t.def.kind == "Service") || t.sub.is_some() {
+        return Ok(());
+    }
+    let others = view
+        .list(&t.def.storage)
+        .filter(|(k, _)| *k != key)
+        .map(|(_, v)| v);
+    alloc::prepare_service(old, obj, &alloc::Used::from_services(others))
+}
+
 /// Commit a new version of an existing object computed from the stored one.
 fn update_with<F>(
     s: &Shared,
@@ -1240,7 +1280,7 @@ where
     let key = t.key(name);
     let schema = schema_for(&t.def);
     let is_crd = t.def.storage == "apiextensions.k8s.io/customresourcedefinitions";
-    let out = s.store.mutate(&key, dry_run, |old| {
+    let out = s.store.mutate_seeing(&key, dry_run, |old, view| {
         let Some(old) = old else {
             return Err(ApiError::not_found(&t.def.group, &t.def.plural, name));
         };
@@ -1287,6 +1327,8 @@ where
                         }
                     }
                 }
+                // After the bookkeeping, as in kube-apiserver's Service storage.
+                allocate(t, Some(old), &mut v, view, &key)?;
                 meta_mut(&mut v).insert(
                     "resourceVersion".into(),
                     json!(meta_str(old, "resourceVersion")),

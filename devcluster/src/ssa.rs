@@ -21,7 +21,7 @@
 //!     fn is_struct_field(&self, path: &[PathElem]) -> bool;            // false = key of a free-form map
 //!     fn key_default(&self, list_path: &[PathElem], key: &str) -> Option<Value>;
 //!     fn omit_empty(&self) -> bool;                                     // typed built-ins drop emptied maps/lists
-//!     fn always_present(&self, path: &[PathElem]) -> bool;              // non-pointer structs (no "." on create)
+//!     fn always_present(&self, path: &[PathElem]) -> bool;              // non-pointer structs, non-omitempty lists (no "." on create)
 //! }
 //! pub fn builtin_schema(group: &str, kind: &str) -> Box<dyn Schema>;
 //! pub fn crd_schema(openapi_v3_schema: &Value) -> Box<dyn Schema>;
@@ -117,8 +117,8 @@ pub trait Schema {
     fn omit_empty(&self) -> bool {
         false
     }
-    /// Non-pointer structs exist even in an "empty" typed object, so creating them does not
-    /// make the writer own the struct itself.
+    /// Non-pointer structs (and fields without `omitempty`) exist even in an "empty" typed
+    /// object, so creating them does not make the writer own the node itself.
     fn always_present(&self, _path: &[PathElem]) -> bool {
         false
     }
@@ -327,6 +327,8 @@ impl Schema for BuiltinSchema {
             f.as_str(),
             "metadata" | "spec" | "status" | "template" | "strategy" | "updateStrategy"
                 | "jobTemplate" | "resources"
+                // PodSpec.containers has no omitempty: an empty typed object has it (null).
+                | "containers"
         ))
     }
 }
@@ -881,7 +883,9 @@ fn subtree(v: &Value, path: &mut Path, schema: &dyn Schema, out: &mut Set) {
         }
         Value::Array(items) => {
             let lt = schema.list_type(path);
-            out.insert(path.clone());
+            if lt == ListType::Atomic || !schema.always_present(path) {
+                out.insert(path.clone());
+            }
             if lt == ListType::Atomic {
                 return;
             }
@@ -2628,7 +2632,7 @@ mod tests {
             json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}}},
                 "f:spec": {"f:replicas": {},
                     "f:strategy": {"f:type": {}, "f:rollingUpdate": {".": {}, "f:maxSurge": {}}},
-                    "f:template": {"f:spec": {"f:containers": {".": {}, "k:{\"name\":\"c\"}": {
+                    "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {
                         ".": {}, "f:name": {}, "f:image": {},
                         "f:ports": {".": {}, "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {
                             ".": {}, "f:containerPort": {}, "f:protocol": {}}}}}}}}})

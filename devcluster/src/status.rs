@@ -190,6 +190,16 @@ impl FieldError {
         }
     }
 
+    /// An invalid value that is not a string, already rendered as Go's `%v`/`%#v` shows it
+    /// (`30080`, `[]string{"10.96.0.10"}`).
+    pub fn invalid_rendered(field: &str, rendered: &str, detail: &str) -> Self {
+        FieldError {
+            reason: "FieldValueInvalid",
+            field: field.to_string(),
+            message: format!("Invalid value: {rendered}: {detail}"),
+        }
+    }
+
     pub fn required(field: &str, detail: &str) -> Self {
         FieldError {
             reason: "FieldValueRequired",

@@ -218,6 +218,16 @@ impl Inner {
     }
 }
 
+/// Read access to the stored objects while a `mutate_seeing` holds the lock.
+pub struct View<'a>(&'a Inner);
+
+impl View<'_> {
+    /// Objects of one storage in every namespace.
+    pub fn list<'s>(&'s self, storage: &'s str) -> impl Iterator<Item = (&'s Key, &'s Value)> + 's {
+        self.0.range(storage, None).map(|(k, v)| (k, &**v))
+    }
+}
+
 pub struct Store {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Notice>,
@@ -366,9 +376,19 @@ impl Store {
     where
         F: FnOnce(Option<&Value>) -> Result<Change, ApiError>,
     {
+        self.mutate_seeing(key, dry_run, |old, _| f(old))
+    }
+
+    /// `mutate`, where `f` also sees the other stored objects under the same lock, so a
+    /// decision that depends on them (a free cluster IP) cannot race another write.
+    pub fn mutate_seeing<F>(&self, key: &Key, dry_run: bool, f: F) -> Result<Outcome, ApiError>
+    where
+        F: FnOnce(Option<&Value>, &View<'_>) -> Result<Change, ApiError>,
+    {
         let mut g = self.lock();
         let old = g.objects.get(key).cloned();
-        match f(old.as_deref())? {
+        let decided = f(old.as_deref(), &View(&g))?;
+        match decided {
             Change::Keep(v) => Ok(Outcome {
                 object: v,
                 created: false,
