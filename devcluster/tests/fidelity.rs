@@ -646,6 +646,30 @@ subjects:
     let modest = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: modest, namespace: team-a}\nrules:\n- {apiGroups: [\"\"], resources: [configmaps], verbs: [get]}\n";
     apply_ok(&env, "modest.yaml", modest, &[sa]).await;
 
+    // Once an admin created it, the SA may touch the Role's GC fields, nothing else.
+    let greedy_file = env.write("greedy-admin.yaml", greedy);
+    env.kubectl_ok(&["create", "-f", &greedy_file]).await;
+    env.kubectl_ok(&[
+        "patch",
+        "role",
+        "greedy",
+        "-n",
+        "team-a",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/keep"]}}"#,
+        sa,
+    ])
+    .await;
+    let out = env
+        .kubectl(&["label", "role", "greedy", "-n", "team-a", "x=y", sa])
+        .await;
+    assert!(
+        stderr(&out).contains("is attempting to grant RBAC permissions not currently held"),
+        "{}",
+        stderr(&out)
+    );
+
     // A review without attributes or subject is invalid, not evaluated.
     let sar = env.write(
         "sar.json",
