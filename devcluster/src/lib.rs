@@ -125,7 +125,7 @@ impl DevCluster {
         let store = Arc::new(Store::new(config.event_retention));
         let registry = Arc::new(Registry::new());
         lifecycle::seed(&store, &registry);
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             store.clone(),
             registry.clone(),
             Arc::new(Authenticator::new(
@@ -136,7 +136,11 @@ impl DevCluster {
             )),
             addr.to_string(),
             config.max_watch_seconds,
-        ));
+        );
+        if !config.tls {
+            shared.scheme = "http";
+        }
+        let shared = Arc::new(shared);
         if let Some(seed) = config.fault_seed {
             shared.faults.reseed(seed);
         }

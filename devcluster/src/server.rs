@@ -50,6 +50,8 @@ pub struct Shared {
     pub faults: crate::faults::Faults,
     pub metrics: std::sync::Mutex<prometheus_client::registry::Registry>,
     pub server_address: String,
+    /// `https`, or `http` when serving plain HTTP (for URLs the server hands out).
+    pub scheme: &'static str,
     pub max_watch_seconds: Option<u64>,
 }
 
@@ -84,6 +86,7 @@ impl Shared {
             faults: crate::faults::Faults::new(None),
             metrics: std::sync::Mutex::new(reg),
             server_address,
+            scheme: "https",
             max_watch_seconds,
         }
     }
@@ -420,7 +423,10 @@ async fn dispatch(
             get_only(rec)?;
             let mut doc = s.authn.openid_configuration();
             // The keys are fetched from this server, wherever it listens.
-            doc["jwks_uri"] = Value::String(format!("https://{}/openid/v1/jwks", s.server_address));
+            doc["jwks_uri"] = Value::String(format!(
+                "{}://{}/openid/v1/jwks",
+                s.scheme, s.server_address
+            ));
             Ok(json_response(200, &doc))
         }
         ["openid", "v1", "jwks"] => {

@@ -1340,7 +1340,7 @@ async fn item13_token_request_and_review() {
     assert!(
         oidc["jwks_uri"]
             .as_str()
-            .is_some_and(|u| u.ends_with("/openid/v1/jwks")),
+            .is_some_and(|u| u.starts_with("https://127.0.0.1:") && u.ends_with("/openid/v1/jwks")),
         "{oidc}"
     );
     let jwks: Value =
