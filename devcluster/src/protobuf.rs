@@ -234,11 +234,15 @@ fn int_or_string(b: &[u8]) -> Result<Value, ApiError> {
 const ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 
 fn time(b: &[u8]) -> Result<Option<Value>, ApiError> {
+    // apimachinery writes the zero time as an empty message and reads an empty message back
+    // as the zero time; nanos are ignored both ways because JSON carries whole seconds.
+    if b.is_empty() {
+        return Ok(None);
+    }
     let f = fields(b)?;
     let secs = last_varint(&f, 1)?.unwrap_or(0) as i64;
-    // JSON carries whole seconds (RFC 3339), so nanos only matter for telling zero apart.
-    let nanos = last_varint(&f, 2)?.unwrap_or(0);
-    if secs == ZERO_TIME_SECONDS && nanos == 0 {
+    last_varint(&f, 2)?;
+    if secs == ZERO_TIME_SECONDS {
         return Ok(None);
     }
     Ok(Some(json!(crate::auth::rfc3339(secs))))
@@ -1198,10 +1202,10 @@ mod tests {
         s(1, q)
     }
 
-    /// What gogo-protobuf writes for a zero ObjectMeta: every string and the zero time.
+    /// What gogo-protobuf writes for a zero ObjectMeta: every string, and the zero time as an
+    /// empty message.
     fn empty_meta() -> Vec<u8> {
-        let zero_time = v(1, ZERO_TIME_SECONDS as u64);
-        [s(1, ""), s(2, ""), s(3, ""), v(7, 0), b(8, &zero_time)].concat()
+        [s(1, ""), s(2, ""), s(3, ""), v(7, 0), b(8, &[])].concat()
     }
 
     /// A container as `kubectl create deployment --image=nginx --port=80 -- sh` builds it,
@@ -1337,7 +1341,7 @@ mod tests {
             s(2, "p-"),
             b(12, &entry("a", b"b")),
             b(13, &owner),
-            b(8, &[]),
+            b(8, &v(1, 0)),
         ]
         .concat();
         let key_ref = [b(1, &s(1, "cm")), s(2, "k"), v(3, 0)].concat();
@@ -1417,6 +1421,9 @@ mod tests {
 
     #[test]
     fn decodes_a_cronjob_and_an_ingress() {
+        // The zero time as seconds is dropped like the empty message.
+        let zero_time = v(1, ZERO_TIME_SECONDS as u64);
+        assert_eq!(time(&zero_time).map_err(|e| e.message), Ok(None));
         let pod_spec = [
             b(2, &[s(1, "cj"), s(2, "busybox")].concat()),
             s(3, "OnFailure"),
