@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value, json};
 
+use crate::lifecycle::string_list;
 use crate::status::{ApiError, FieldError};
 
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
@@ -87,15 +88,7 @@ fn externally_accessible(svc: &Value) -> bool {
 }
 
 fn cluster_ips(svc: &Value) -> Vec<String> {
-    let list: Vec<String> = spec(svc)
-        .and_then(|s| s.get("clusterIPs"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let list = string_list(spec(svc).and_then(|s| s.get("clusterIPs")));
     if list.is_empty() {
         let one = spec_str(svc, "clusterIP");
         if !one.is_empty() {
@@ -335,15 +328,7 @@ fn init_ip_families(old: Option<&Value>, svc: &mut Value) -> Result<(), ApiError
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let mut families: Vec<String> = s
-        .get("ipFamilies")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut families = string_list(s.get("ipFamilies"));
     for (i, ip) in ips.iter().enumerate() {
         if ip == "None" {
             break;

@@ -68,16 +68,19 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn finalizers(obj: &Value) -> Vec<String> {
-    meta(obj)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
+/// The strings of a JSON array (other items skipped); empty when absent or not an array.
+pub fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    string_list(meta(obj).and_then(|m| m.get("finalizers")))
 }
 
 fn set_finalizers(obj: &mut Value, f: &[String]) {
@@ -812,16 +815,7 @@ pub fn crd_defs(crd: &Value) -> Vec<ResourceDef> {
             .unwrap_or("")
             .to_string()
     };
-    let strs = |p: &str| -> Vec<String> {
-        crd.pointer(p)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strs = |p: &str| string_list(crd.pointer(p));
     let group = s("/spec/group");
     let kind = s("/spec/names/kind");
     let plural = s("/spec/names/plural");
