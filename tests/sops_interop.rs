@@ -990,6 +990,12 @@ fn canary_never_leaks_on_failure() {
         "encrypt an encrypted file".into(),
         run(&mut sb.lockstep(["encrypt", "--age", &k.r1, "c.enc.yaml"])),
     ));
+    // A plaintext .env whose secret line lacks `=` (sops would print the line).
+    sb.write("bad.env", format!("USER=admin\n{CANARY}\n"));
+    outputs.push((
+        "encrypt a .env line without =".into(),
+        run(&mut sb.lockstep(["encrypt", "--age", &k.r1, "bad.env"])),
+    ));
 
     for (what, out) in &outputs {
         assert_ne!(out.code, 0, "{what}: expected a failure");
