@@ -31,16 +31,20 @@ fn document_lines(text: &str) -> Vec<usize> {
     let mut first_content_seen = false;
     // The current document has no content yet: its first content line is its start.
     let mut awaiting = true;
+    // The first document was opened by an explicit `---`.
+    let mut opened = false;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let is_sep = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
         let is_content = !line.trim().is_empty() && !line.trim_start().starts_with('#');
         if is_sep {
-            if first_content_seen {
+            if first_content_seen || opened {
                 starts.push(n + 1);
             } else {
                 starts[0] = n + 1;
             }
+            // A second separator before any content closes an empty first document.
+            opened = true;
             awaiting = true;
             let rest = line[3..].trim();
             if !rest.is_empty() && !rest.starts_with('#') {
@@ -263,6 +267,19 @@ mod tests {
             vec![1, 5, 7, 8]
         );
         assert_eq!(document_lines("a: 1\n--- {b: 2}\n"), vec![1, 2]);
+        assert_eq!(document_lines("---\n---\na: 1\n"), vec![2, 3]);
+        // One start per document the parser yields, so findings name the right line.
+        for text in [
+            "---\n---\na: 1\n",
+            "---\n---\n---\na: 1\n---\nb: 2\n",
+            "# c\n---\n---\na: 1\n",
+            "a: 1\n---\n\n# c\nb: 2\n---\n---\nc: 3\n",
+            "---\na: 1\n",
+            "a: 1\n",
+        ] {
+            let docs = crate::manifest::load_documents(text.as_bytes()).unwrap_or_default();
+            assert_eq!(document_lines(text).len(), docs.len(), "{text:?}");
+        }
     }
 
     #[test]
