@@ -12,6 +12,27 @@ pub struct Context {
     pub config: Option<PathBuf>,
 }
 
+/// The input and output options `encrypt` and `decrypt` share.
+#[derive(clap::Args, Debug)]
+pub struct Io {
+    #[arg(long, value_enum)]
+    pub input_type: Option<Format>,
+    #[arg(long, value_enum)]
+    pub output_type: Option<Format>,
+    /// Replace the file with the result instead of printing it.
+    #[arg(short, long)]
+    pub in_place: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Use this name to pick the format (and, when encrypting, the .sops.yaml rule); useful
+    /// with stdin.
+    #[arg(long, value_name = "NAME")]
+    pub filename_override: Option<PathBuf>,
+    /// Indentation of YAML/JSON output.
+    #[arg(long)]
+    pub indent: Option<usize>,
+}
 #[derive(Debug)]
 pub struct CliError {
     pub code: i32,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use lockstep::sops::{self, DecryptOptions, Format};
+use lockstep::sops::{self, DecryptOptions};
 
 use super::common::{self, CliError, CliResult, Context};
 
@@ -19,34 +19,20 @@ pub struct Args {
     /// Do not verify the MAC (recovering a damaged file).
     #[arg(long)]
     ignore_mac: bool,
-    #[arg(long, value_enum)]
-    input_type: Option<Format>,
-    #[arg(long, value_enum)]
-    output_type: Option<Format>,
-    /// Replace the file with its plaintext.
-    #[arg(short, long)]
-    in_place: bool,
-    /// Write to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Use this name to pick the format.
-    #[arg(long, value_name = "NAME")]
-    filename_override: Option<PathBuf>,
-    /// Indentation of YAML/JSON output.
-    #[arg(long)]
-    indent: Option<usize>,
+    #[command(flatten)]
+    io: common::Io,
 }
 
 pub fn run(ctx: &Context, a: Args) -> CliResult {
     let name = common::display_name(&a.file);
     let (in_fmt, out_fmt) = common::formats(
         &a.file,
-        a.input_type,
-        a.output_type,
-        a.filename_override.as_deref(),
+        a.io.input_type,
+        a.io.output_type,
+        a.io.filename_override.as_deref(),
     );
     let config = common::load_config(ctx).ok().flatten();
-    let layout = common::layout(config.as_ref(), a.indent);
+    let layout = common::layout(config.as_ref(), a.io.indent);
     let input = common::read_input(&a.file)?;
     let (ids, searched) = common::identities(ctx);
     let file = sops::decrypt(
@@ -73,5 +59,5 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
             .emit_plain(out_fmt, layout)
             .map_err(|e| CliError::sops(&name, e))?,
     };
-    common::emit(&a.file, a.in_place, a.output.as_deref(), &out)
+    common::emit(&a.file, a.io.in_place, a.io.output.as_deref(), &out)
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use lockstep::sops::metadata::Selection;
-use lockstep::sops::{self, EncryptSettings, Format};
+use lockstep::sops::{self, EncryptSettings};
 
 use super::common::{self, CliError, CliResult, Context};
 
@@ -41,22 +41,8 @@ pub struct Args {
     /// Number of key groups needed to decrypt (Shamir).
     #[arg(long = "shamir-secret-sharing-threshold", value_name = "N")]
     shamir_threshold: Option<usize>,
-    #[arg(long, value_enum)]
-    input_type: Option<Format>,
-    #[arg(long, value_enum)]
-    output_type: Option<Format>,
-    /// Rewrite the file instead of printing to stdout.
-    #[arg(short, long)]
-    in_place: bool,
-    /// Write to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Use this name to pick the format and the .sops.yaml rule (useful with stdin).
-    #[arg(long, value_name = "NAME")]
-    filename_override: Option<PathBuf>,
-    /// Indentation of YAML/JSON output.
-    #[arg(long)]
-    indent: Option<usize>,
+    #[command(flatten)]
+    io: common::Io,
 }
 
 fn cli_selection(a: &Args) -> Result<Option<Selection>, CliError> {
@@ -88,12 +74,12 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     let name = common::display_name(&a.file);
     let (in_fmt, out_fmt) = common::formats(
         &a.file,
-        a.input_type,
-        a.output_type,
-        a.filename_override.as_deref(),
+        a.io.input_type,
+        a.io.output_type,
+        a.io.filename_override.as_deref(),
     );
     let config = common::load_config(ctx)?;
-    let layout = common::layout(config.as_ref(), a.indent);
+    let layout = common::layout(config.as_ref(), a.io.indent);
     let cli_sel = cli_selection(&a)?;
     let recipients = common::parse_recipients(&a.age)?;
 
@@ -101,7 +87,7 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     // A key flag replaces the rule's keys entirely; other options apply one by one.
     let rule = match &config {
         Some(c) => {
-            let path = common::rule_path(&a.file, a.filename_override.as_deref());
+            let path = common::rule_path(&a.file, a.io.filename_override.as_deref());
             match c.rule_for(&path) {
                 Ok(r) => Some((r, c.path.clone())),
                 Err(e) if recipients.is_empty() => {
@@ -153,5 +139,5 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     let input = common::read_input(&a.file)?;
     let out = sops::encrypt(&input, in_fmt, out_fmt, &settings, layout)
         .map_err(|e| CliError::sops(&name, e))?;
-    common::emit(&a.file, a.in_place, a.output.as_deref(), &out)
+    common::emit(&a.file, a.io.in_place, a.io.output.as_deref(), &out)
 }
