@@ -1247,7 +1247,81 @@ fn without_managed_fields(v: &Value) -> Value {
     v
 }
 
-fn write_managed_fields(obj: &mut Value, entries: Vec<Entry>) {
+/// kube-apiserver keeps at most this many Update entries per object.
+const MAX_UPDATE_MANAGERS: usize = 10;
+/// The manager that absorbs the oldest Update entries beyond the cap.
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merge the oldest Update entries, per API version, into an `ancient-changes` entry until at
+/// most `MAX_UPDATE_MANAGERS` remain, as kube-apiserver's field manager does: the first
+/// (oldest) entry of a version stays unless a second one of that version must go, which turns
+/// it into the bucket; the bucket takes the time of the newest entry merged into it.
+fn cap_update_entries(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation == "Update")
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    // Oldest first; an entry without a time counts as the epoch. RFC 3339 UTC sorts as text.
+    updaters.sort_by(|&a, &b| {
+        let key = |i: usize| {
+            (
+                entries[i].time.clone().unwrap_or_default(),
+                entries[i].identifier(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let is_bucket = |e: &Entry, version: &str| {
+        e.manager == ANCIENT_CHANGES
+            && e.operation == "Update"
+            && e.subresource.is_none()
+            && e.api_version == version
+    };
+    let mut remaining = updaters.len();
+    let mut first_of_version: Vec<(String, usize)> = Vec::new();
+    let mut dropped = std::collections::BTreeSet::new();
+    for &i in &updaters {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(&(_, first)) = first_of_version.iter().find(|(v, _)| *v == version) else {
+            first_of_version.push((version, i));
+            continue;
+        };
+        let bucket = match (0..entries.len())
+            .find(|&b| !dropped.contains(&b) && is_bucket(&entries[b], &version))
+        {
+            Some(b) => b,
+            None => {
+                let e = &mut entries[first];
+                e.manager = ANCIENT_CHANGES.to_string();
+                e.subresource = None;
+                first
+            }
+        };
+        if bucket == i {
+            continue;
+        }
+        let merged: Set = entries[i].set.clone();
+        let time = entries[i].time.clone();
+        entries[bucket].set.extend(merged);
+        entries[bucket].time = time;
+        dropped.insert(i);
+        remaining -= 1;
+    }
+    let mut idx = 0;
+    entries.retain(|_| {
+        let keep = !dropped.contains(&idx);
+        idx += 1;
+        keep
+    });
+}
+
+fn write_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) {
+    cap_update_entries(&mut entries);
     let encoded = encode_entries(entries);
     let Some(root) = obj.as_object_mut() else {
         return;
@@ -1735,6 +1809,72 @@ pub fn managed_fields_equal_ignoring_time(a: &Value, b: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_entries_are_capped_into_ancient_changes() {
+        let mut obj =
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{}});
+        let schema = builtin_schema("", "ConfigMap");
+        for i in 0..12 {
+            let old = obj.clone();
+            obj["data"][format!("k{i:02}")] = json!("v");
+            let now = format!("2026-11-26T06:{i:02}:00Z");
+            record_update(
+                Some(&old),
+                &mut obj,
+                &format!("m{i:02}"),
+                "v1",
+                None,
+                &now,
+                schema.as_ref(),
+            );
+        }
+        let mf = obj["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(mf.len(), MAX_UPDATE_MANAGERS);
+        let names: Vec<&str> = mf.iter().filter_map(|e| e["manager"].as_str()).collect();
+        assert!(names.contains(&ANCIENT_CHANGES), "{names:?}");
+        for gone in ["m00", "m01", "m02"] {
+            assert!(!names.contains(&gone), "{names:?}");
+        }
+        let bucket = mf
+            .iter()
+            .find(|e| e["manager"] == ANCIENT_CHANGES)
+            .cloned()
+            .unwrap_or_default();
+        // The three oldest managers' fields, with the newest merged one's time.
+        let owned: Vec<String> = bucket["fieldsV1"]["f:data"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(owned, vec!["f:k00", "f:k01", "f:k02"]);
+        assert_eq!(bucket["time"], "2026-11-26T06:02:00Z");
+        // Another write keeps the cap, merging into the existing bucket.
+        let old = obj.clone();
+        obj["data"]["k12"] = json!("v");
+        record_update(
+            Some(&old),
+            &mut obj,
+            "m12",
+            "v1",
+            None,
+            "2026-11-26T06:12:00Z",
+            schema.as_ref(),
+        );
+        let mf = obj["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(mf.len(), MAX_UPDATE_MANAGERS);
+        assert_eq!(
+            mf.iter()
+                .filter(|e| e["manager"] == ANCIENT_CHANGES)
+                .count(),
+            1
+        );
+    }
 
     const T0: &str = "2026-11-26T06:32:38Z";
     const T1: &str = "2026-11-26T06:40:00Z";
