@@ -75,7 +75,8 @@ pub struct Config {
     /// Seed for fault injection's random choices, for reproducible runs; random when unset.
     pub fault_seed: Option<u64>,
     /// Requests without credentials run as `system:anonymous` (groups
-    /// `[system:unauthenticated]`) instead of getting 401. Off by default.
+    /// `[system:unauthenticated]`), whom RBAC allows only the public-info paths, instead of
+    /// getting 401. On by default, as kube-apiserver's `--anonymous-auth`.
     pub anonymous: bool,
 }
 
@@ -89,7 +90,7 @@ impl Default for Config {
             event_retention: 100_000,
             faults: Vec::new(),
             fault_seed: None,
-            anonymous: false,
+            anonymous: true,
         }
     }
 }

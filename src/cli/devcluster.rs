@@ -19,6 +19,10 @@ pub struct Args {
     /// Serve plain HTTP instead of HTTPS.
     #[arg(long)]
     insecure_http: bool,
+    /// Let requests without credentials in as system:anonymous (RBAC then allows them only
+    /// the health and version paths), as kube-apiserver does; false answers them 401.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -28,6 +32,7 @@ pub fn run(args: Args) -> CliResult {
         let config = devcluster::Config {
             listen: args.listen,
             tls: !args.insecure_http,
+            anonymous: args.anonymous_auth,
             ..Default::default()
         };
         let cluster = devcluster::DevCluster::start(config)
