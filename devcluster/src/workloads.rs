@@ -632,10 +632,11 @@ fn new_pod(
         "generateName": format!("{}-", meta_str(owner, "name")),
         "labels": labels,
         "ownerReferences": [owner_ref(owner, api_version, kind)]});
-    if kind == "StatefulSet" {
-        if let Some(m) = meta.as_object_mut() {
-            m.remove("generateName");
-        }
+    // StatefulSet Pods have fixed names.
+    if kind == "StatefulSet"
+        && let Some(m) = meta.as_object_mut()
+    {
+        m.remove("generateName");
     }
     if let Some(a) = owner.pointer("/spec/template/metadata/annotations")
         && let Some(m) = meta.as_object_mut()
