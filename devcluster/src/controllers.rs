@@ -1,10 +1,12 @@
-//! Minimal workload controllers, so health checks have something to observe: Deployments,
+//! Minimal workload controllers, so health checks have something to observe: each workload's
+//! children are converged first (`workloads`: ReplicaSets and Pods), then Deployments,
 //! StatefulSets and DaemonSets report their rollout as complete, Jobs complete. A test switch
-//! ([`Controllers::set_unhealthy`]) keeps a named workload unready (or a Job running).
+//! ([`Controllers::set_unhealthy`]) keeps a named workload unready (or a Job running), and
+//! its Pods running but not ready.
 //!
-//! Every write goes through the status subresource rules (`generation` and spec untouched) as
-//! the manager `kube-controller-manager`, and only when the computed status differs from the
-//! stored one, so an idle cluster's resourceVersion stays put.
+//! Every status write goes through the status subresource rules (`generation` and spec
+//! untouched) as the manager `kube-controller-manager`, and only when the computed status
+//! differs from the stored one, so an idle cluster's resourceVersion stays put.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,8 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::lifecycle::{self, is_deleting, meta_str};
 use crate::resources::{Registry, ResourceDef};
 use crate::ssa;
-use crate::store::{Change, EventType, Key, Notice, Store, now_rfc3339};
+use crate::store::{Change, Event, EventType, Key, Notice, Store, now_rfc3339};
+use crate::workloads::{self, PodHealth};
 
 /// The field manager the built-in controllers write as.
 pub const MANAGER: &str = "kube-controller-manager";
@@ -129,14 +132,7 @@ pub async fn run(store: Arc<Store>, registry: Arc<Registry>, ctl: Arc<Controller
     loop {
         tokio::select! {
             r = rx.recv() => match r {
-                Ok(Notice::Event(ev)) => {
-                    if ev.kind == EventType::Deleted {
-                        continue;
-                    }
-                    if let Some(w) = Workload::from_storage(&ev.key.storage) {
-                        reconcile(&store, &registry, &ctl, w, &ev.key);
-                    }
-                }
+                Ok(Notice::Event(ev)) => on_event(&store, &registry, &ctl, &ev),
                 Ok(Notice::Compacted) => {}
                 Err(RecvError::Lagged(_)) => resync(&store, &registry, &ctl),
                 Err(RecvError::Closed) => return,
@@ -146,7 +142,61 @@ pub async fn run(store: Arc<Store>, registry: Arc<Registry>, ctl: Arc<Controller
     }
 }
 
+/// A workload's own change reconciles it; a change to a ReplicaSet or Pod (deletions too,
+/// so a deleted Pod is replaced) reconciles its controller.
+fn on_event(store: &Store, registry: &Registry, ctl: &Controllers, ev: &Event) {
+    if let Some(w) = Workload::from_storage(&ev.key.storage) {
+        if ev.kind != EventType::Deleted {
+            reconcile(store, registry, ctl, w, &ev.key);
+        }
+        return;
+    }
+    if ev.key.storage != workloads::PODS && ev.key.storage != workloads::REPLICA_SETS {
+        return;
+    }
+    let Some(owner) = workloads::controller_ref(&ev.object) else {
+        if ev.key.storage == workloads::REPLICA_SETS && ev.kind != EventType::Deleted {
+            workloads::sync_replicaset(store, registry, &ev.key, PodHealth::Ready);
+        }
+        return;
+    };
+    let kind = owner.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = owner.get("name").and_then(Value::as_str).unwrap_or("");
+    if kind == "ReplicaSet" {
+        let rs = Key::new(workloads::REPLICA_SETS, &ev.key.namespace, name);
+        match store
+            .get(&rs)
+            .as_deref()
+            .and_then(workloads::controller_ref)
+        {
+            Some(d) if d.get("kind").and_then(Value::as_str) == Some("Deployment") => {
+                let dn = d.get("name").and_then(Value::as_str).unwrap_or("");
+                let dk = Key::new(&Workload::Deployment.storage(), &ev.key.namespace, dn);
+                reconcile(store, registry, ctl, Workload::Deployment, &dk);
+            }
+            Some(_) => {}
+            None => {
+                workloads::sync_replicaset(store, registry, &rs, PodHealth::Ready);
+            }
+        }
+        return;
+    }
+    if let Some(w) = Workload::parse(kind) {
+        let key = Key::new(&w.storage(), &ev.key.namespace, name);
+        reconcile(store, registry, ctl, w, &key);
+    }
+}
+
 fn resync(store: &Store, registry: &Registry, ctl: &Controllers) {
+    // ReplicaSets no controller owns are managed on their own.
+    for key in store.keys(workloads::REPLICA_SETS, None) {
+        let unowned = store
+            .get(&key)
+            .is_some_and(|rs| workloads::controller_ref(&rs).is_none());
+        if unowned {
+            workloads::sync_replicaset(store, registry, &key, PodHealth::Ready);
+        }
+    }
     for w in Workload::ALL {
         let (items, _) = store.list(&w.storage(), None);
         for obj in items {
@@ -170,6 +220,7 @@ pub fn reconcile(store: &Store, registry: &Registry, ctl: &Controllers, w: Workl
         return;
     };
     let unhealthy = ctl.is_unhealthy(w, &key.namespace, &key.name);
+    sync_children(store, registry, w, key, unhealthy);
     let res = store.mutate(key, false, |old| {
         let Some(old) = old else {
             return Ok(Change::Keep(Value::Null));
@@ -209,6 +260,28 @@ pub fn reconcile(store: &Store, registry: &Registry, ctl: &Controllers, w: Workl
     }
 }
 
+/// Converge the workload's ReplicaSets and Pods before its status is computed.
+fn sync_children(store: &Store, registry: &Registry, w: Workload, key: &Key, unhealthy: bool) {
+    let health = match (w, unhealthy) {
+        (_, true) => PodHealth::NotReady,
+        (Workload::Job, false) => PodHealth::Succeeded,
+        (_, false) => PodHealth::Ready,
+    };
+    if w == Workload::Deployment {
+        workloads::sync_deployment(store, registry, key, health);
+        return;
+    }
+    let Some(obj) = store.get(key) else {
+        return;
+    };
+    match w {
+        Workload::StatefulSet => workloads::sync_statefulset(store, registry, &obj, health),
+        Workload::DaemonSet => workloads::sync_daemonset(store, registry, &obj, health),
+        Workload::Job => workloads::sync_job(store, registry, &obj, health),
+        Workload::Deployment => {}
+    }
+}
+
 fn int_at(obj: &Value, path: &[&str]) -> Option<i64> {
     let mut v = obj;
     for p in path {
@@ -221,25 +294,9 @@ fn generation(obj: &Value) -> i64 {
     int_at(obj, &["metadata", "generation"]).unwrap_or(1)
 }
 
-/// A short stable hash in the alphabet Kubernetes uses for generated name suffixes.
+/// The hash naming the current template's ReplicaSet or revision (see `workloads`).
 fn template_hash(obj: &Value) -> String {
-    let text = obj
-        .get("spec")
-        .and_then(|s| s.get("template"))
-        .map(Value::to_string)
-        .unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut out = String::new();
-    for _ in 0..10 {
-        out.push(ALPHABET[(h % ALPHABET.len() as u64) as usize] as char);
-        h /= ALPHABET.len() as u64;
-    }
-    out
+    workloads::template_hash(obj.pointer("/spec/template").unwrap_or(&Value::Null))
 }
 
 /// Insert `n` unless it is zero (the typed status fields are `omitempty`).

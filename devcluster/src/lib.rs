@@ -29,6 +29,7 @@ pub mod store;
 pub mod table;
 pub mod tls;
 pub mod watch;
+pub mod workloads;
 
 use std::io;
 use std::net::SocketAddr;
