@@ -90,28 +90,254 @@ fn json_path(obj: &Value, path: &str) -> Value {
     cur.clone()
 }
 
-fn builtin_columns(def: &ResourceDef) -> Vec<(String, String, String)> {
-    let c = |n: &str, t: &str, p: &str| (n.to_string(), t.to_string(), p.to_string());
-    match (def.group.as_str(), def.kind.as_str()) {
-        ("", "Namespace") => vec![c("Status", "string", ".status.phase")],
-        ("", "ConfigMap") => vec![c("Data", "integer", "#data")],
-        ("", "Secret") => vec![c("Type", "string", ".type"), c("Data", "integer", "#data")],
-        ("", "Pod") => vec![c("Status", "string", ".status.phase")],
-        ("", "Service") => vec![
-            c("Type", "string", ".spec.type"),
-            c("Cluster-IP", "string", ".spec.clusterIP"),
-        ],
-        ("apps", "Deployment") => vec![
-            c("Ready", "string", "#ready"),
-            c("Up-to-date", "integer", ".status.updatedReplicas"),
-            c("Available", "integer", ".status.availableReplicas"),
-        ],
-        _ => vec![],
+/// A built-in printer column: name, type, priority (1 = `-o wide` only) and what fills it
+/// (a JSONPath, or a `#name` computed in `builtin_cell`).
+struct Col {
+    name: &'static str,
+    ty: &'static str,
+    priority: u8,
+    source: &'static str,
+}
+
+const fn col(name: &'static str, ty: &'static str, priority: u8, source: &'static str) -> Col {
+    Col {
+        name,
+        ty,
+        priority,
+        source,
     }
 }
 
-fn builtin_cell(obj: &Value, path: &str) -> Value {
-    match path {
+const AGE: Col = col("Age", "string", 0, "#age");
+const CONTAINERS: Col = col("Containers", "string", 1, "#containers");
+const IMAGES: Col = col("Images", "string", 1, "#images");
+const SELECTOR: Col = col("Selector", "string", 1, "#selector");
+
+/// The columns kube-apiserver's printers give the built-in kinds (after Name), in order.
+/// None: just Name and Age.
+fn builtin_columns(def: &ResourceDef) -> Option<Vec<Col>> {
+    Some(match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Namespace") => vec![col("Status", "string", 0, ".status.phase"), AGE],
+        ("", "ConfigMap") => vec![col("Data", "integer", 0, "#data"), AGE],
+        ("", "Secret") => vec![
+            col("Type", "string", 0, ".type"),
+            col("Data", "string", 0, "#data"),
+            AGE,
+        ],
+        ("", "ServiceAccount") => vec![col("Secrets", "string", 0, "#secrets"), AGE],
+        ("", "Pod") => vec![
+            col("Ready", "string", 0, "#pod-ready"),
+            col("Status", "string", 0, "#pod-status"),
+            col("Restarts", "string", 0, "#restarts"),
+            AGE,
+            col("IP", "string", 1, ".status.podIP"),
+            col("Node", "string", 1, ".spec.nodeName"),
+            col("Nominated Node", "string", 1, ".status.nominatedNodeName"),
+            col("Readiness Gates", "string", 1, "#readiness-gates"),
+        ],
+        ("", "Service") => vec![
+            col("Type", "string", 0, ".spec.type"),
+            col("Cluster-IP", "string", 0, ".spec.clusterIP"),
+            col("External-IP", "string", 0, "#external-ip"),
+            col("Port(s)", "string", 0, "#service-ports"),
+            AGE,
+            col("Selector", "string", 1, "#service-selector"),
+        ],
+        ("", "PersistentVolumeClaim") => vec![
+            col("Status", "string", 0, ".status.phase"),
+            col("Volume", "string", 0, ".spec.volumeName"),
+            col("Capacity", "string", 0, ".status.capacity.storage"),
+            col("Access Modes", "string", 0, "#access-modes"),
+            col("StorageClass", "string", 0, ".spec.storageClassName"),
+            col(
+                "VolumeAttributesClass",
+                "string",
+                0,
+                ".spec.volumeAttributesClassName",
+            ),
+            AGE,
+            col("VolumeMode", "string", 1, ".spec.volumeMode"),
+        ],
+        ("apps", "Deployment") => vec![
+            col("Ready", "string", 0, "#ready"),
+            col("Up-to-date", "integer", 0, ".status.updatedReplicas"),
+            col("Available", "integer", 0, ".status.availableReplicas"),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "ReplicaSet") => vec![
+            col("Desired", "integer", 0, ".spec.replicas"),
+            col("Current", "integer", 0, ".status.replicas"),
+            col("Ready", "integer", 0, ".status.readyReplicas"),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "StatefulSet") => {
+            vec![col("Ready", "string", 0, "#ready"), AGE, CONTAINERS, IMAGES]
+        }
+        ("apps", "DaemonSet") => vec![
+            col("Desired", "integer", 0, ".status.desiredNumberScheduled"),
+            col("Current", "integer", 0, ".status.currentNumberScheduled"),
+            col("Ready", "integer", 0, ".status.numberReady"),
+            col("Up-to-date", "integer", 0, ".status.updatedNumberScheduled"),
+            col("Available", "integer", 0, ".status.numberAvailable"),
+            col("Node Selector", "string", 0, "#node-selector"),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("batch", "Job") => vec![
+            col("Status", "string", 0, "#job-status"),
+            col("Completions", "string", 0, "#completions"),
+            col("Duration", "string", 0, "#duration"),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("batch", "CronJob") => vec![
+            col("Schedule", "string", 0, ".spec.schedule"),
+            col("Timezone", "string", 0, ".spec.timeZone"),
+            col("Suspend", "boolean", 0, ".spec.suspend"),
+            col("Active", "integer", 0, "#active"),
+            col("Last Schedule", "string", 0, "#last-schedule"),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("networking.k8s.io", "Ingress") => vec![
+            col("Class", "string", 0, ".spec.ingressClassName"),
+            col("Hosts", "string", 0, "#hosts"),
+            col("Address", "string", 0, "#lb-address"),
+            col("Ports", "string", 0, "#ingress-ports"),
+            AGE,
+        ],
+        ("networking.k8s.io", "NetworkPolicy") => {
+            vec![col("Pod-Selector", "string", 0, "#pod-selector"), AGE]
+        }
+        ("coordination.k8s.io", "Lease") => {
+            vec![col("Holder", "string", 0, ".spec.holderIdentity"), AGE]
+        }
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole")
+        | ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            vec![col("Created At", "date", 0, "#created-at")]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => vec![
+            col("Role", "string", 0, "#role-ref"),
+            AGE,
+            col("Users", "string", 1, "#subjects:User"),
+            col("Groups", "string", 1, "#subjects:Group"),
+            col("ServiceAccounts", "string", 1, "#subjects:ServiceAccount"),
+        ],
+        _ => return None,
+    })
+}
+
+fn arr<'a>(obj: &'a Value, pointer: &str) -> &'a [Value] {
+    obj.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn int(obj: &Value, pointer: &str) -> i64 {
+    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn text<'a>(obj: &'a Value, pointer: &str) -> &'a str {
+    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `a,b` or kubectl's `<none>` for an empty list.
+fn joined(items: Vec<String>) -> String {
+    if items.is_empty() {
+        "<none>".into()
+    } else {
+        items.join(",")
+    }
+}
+
+/// A label selector as kubectl prints it (`app=web,tier in (a,b)`).
+fn selector_text(sel: &Value) -> String {
+    let mut parts: Vec<String> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in arr(sel, "/matchExpressions") {
+        let key = text(e, "/key");
+        let values: Vec<&str> = arr(e, "/values").iter().filter_map(Value::as_str).collect();
+        parts.push(match text(e, "/operator") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other}"),
+        });
+    }
+    joined(parts)
+}
+
+/// A map of strings as `k=v,k=v` (kubectl's printing of selectors and node selectors).
+fn map_text(m: Option<&Value>) -> String {
+    joined(
+        m.and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The pod template's containers, for `-o wide`.
+fn template_containers(obj: &Value) -> &[Value] {
+    let p = if obj.get("kind").and_then(Value::as_str) == Some("CronJob") {
+        "/spec/jobTemplate/spec/template/spec/containers"
+    } else {
+        "/spec/template/spec/containers"
+    };
+    arr(obj, p)
+}
+
+fn pod_status(obj: &Value) -> String {
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".into();
+    }
+    let mut reason = text(obj, "/status/reason").to_string();
+    if reason.is_empty() {
+        reason = text(obj, "/status/phase").to_string();
+    }
+    for cs in arr(obj, "/status/containerStatuses") {
+        if let Some(r) = cs.pointer("/state/waiting/reason").and_then(Value::as_str) {
+            return r.to_string();
+        }
+        if let Some(t) = cs.pointer("/state/terminated") {
+            let r = text(t, "/reason");
+            return if r.is_empty() {
+                format!("ExitCode:{}", int(t, "/exitCode"))
+            } else {
+                r.to_string()
+            };
+        }
+    }
+    reason
+}
+
+fn builtin_cell(obj: &Value, source: &str) -> Value {
+    match source {
+        "#age" => json!(human_age(text(obj, "/metadata/creationTimestamp"))),
         "#data" => json!(
             obj.get("data")
                 .and_then(Value::as_object)
@@ -123,19 +349,213 @@ fn builtin_cell(obj: &Value, path: &str) -> Value {
                     .map(|m| m.len())
                     .unwrap_or(0)
         ),
+        "#secrets" => json!(arr(obj, "/secrets").len()),
         "#ready" => json!(format!(
             "{}/{}",
-            obj.pointer("/status/readyReplicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0),
+            int(obj, "/status/readyReplicas"),
             obj.pointer("/spec/replicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(1)
         )),
+        "#pod-ready" => {
+            let statuses = arr(obj, "/status/containerStatuses");
+            let ready = statuses.iter().filter(|c| c["ready"] == true).count();
+            json!(format!("{ready}/{}", arr(obj, "/spec/containers").len()))
+        }
+        "#pod-status" => json!(pod_status(obj)),
+        "#restarts" => json!(
+            arr(obj, "/status/containerStatuses")
+                .iter()
+                .map(|c| int(c, "/restartCount"))
+                .sum::<i64>()
+                .to_string()
+        ),
+        "#readiness-gates" => {
+            let gates = arr(obj, "/spec/readinessGates");
+            if gates.is_empty() {
+                json!("<none>")
+            } else {
+                json!(format!("0/{}", gates.len()))
+            }
+        }
+        "#external-ip" => {
+            let mut ips: Vec<String> = arr(obj, "/status/loadBalancer/ingress")
+                .iter()
+                .filter_map(|i| i.get("ip").or_else(|| i.get("hostname")))
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            ips.extend(
+                arr(obj, "/spec/externalIPs")
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string)),
+            );
+            let ty = text(obj, "/spec/type");
+            json!(match (ty, ips.is_empty()) {
+                ("ExternalName", _) => text(obj, "/spec/externalName").to_string(),
+                ("LoadBalancer", true) => "<pending>".to_string(),
+                (_, true) => "<none>".to_string(),
+                _ => ips.join(","),
+            })
+        }
+        "#service-ports" => {
+            let ports: Vec<String> = arr(obj, "/spec/ports")
+                .iter()
+                .map(|p| {
+                    let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                    match p.get("nodePort").and_then(Value::as_i64) {
+                        Some(n) => format!("{}:{n}/{proto}", int(p, "/port")),
+                        None => format!("{}/{proto}", int(p, "/port")),
+                    }
+                })
+                .collect();
+            json!(joined(ports))
+        }
+        "#service-selector" => json!(map_text(obj.pointer("/spec/selector"))),
+        "#node-selector" => json!(map_text(obj.pointer("/spec/template/spec/nodeSelector"))),
+        "#access-modes" => {
+            let modes: Vec<String> = arr(obj, "/status/accessModes")
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|m| match m {
+                    "ReadWriteOnce" => "RWO".to_string(),
+                    "ReadOnlyMany" => "ROX".to_string(),
+                    "ReadWriteMany" => "RWX".to_string(),
+                    "ReadWriteOncePod" => "RWOP".to_string(),
+                    other => other.to_string(),
+                })
+                .collect();
+            json!(modes.join(","))
+        }
+        "#containers" => json!(joined(
+            template_containers(obj)
+                .iter()
+                .map(|c| text(c, "/name").to_string())
+                .collect()
+        )),
+        "#images" => json!(joined(
+            template_containers(obj)
+                .iter()
+                .map(|c| text(c, "/image").to_string())
+                .collect()
+        )),
+        "#selector" => {
+            let sel = if obj.get("kind").and_then(Value::as_str) == Some("CronJob") {
+                obj.pointer("/spec/jobTemplate/spec/selector")
+            } else {
+                obj.pointer("/spec/selector")
+            };
+            json!(sel.map(selector_text).unwrap_or_else(|| "<none>".into()))
+        }
+        "#pod-selector" => json!(
+            obj.pointer("/spec/podSelector")
+                .map(selector_text)
+                .unwrap_or_else(|| "<none>".into())
+        ),
+        "#job-status" => {
+            let cond = |t: &str| {
+                arr(obj, "/status/conditions")
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True")
+            };
+            json!(if cond("Complete") {
+                "Complete"
+            } else if cond("Failed") {
+                "Failed"
+            } else if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else if cond("Suspended") {
+                "Suspended"
+            } else {
+                "Running"
+            })
+        }
+        "#completions" => {
+            let completions = obj.pointer("/spec/completions").and_then(Value::as_i64);
+            let succeeded = int(obj, "/status/succeeded");
+            json!(match completions {
+                Some(c) => format!("{succeeded}/{c}"),
+                None => format!("{succeeded}/1 of {}", int(obj, "/spec/parallelism").max(1)),
+            })
+        }
+        "#duration" => {
+            let start = parse_rfc3339(text(obj, "/status/startTime"));
+            let end = parse_rfc3339(text(obj, "/status/completionTime"));
+            json!(match (start, end) {
+                (Some(s), Some(e)) => duration_text((e - s).max(0)),
+                (Some(s), None) => duration_text((unix_seconds() - s).max(0)),
+                _ => String::new(),
+            })
+        }
+        "#active" => json!(arr(obj, "/status/active").len()),
+        "#last-schedule" => {
+            let t = text(obj, "/status/lastScheduleTime");
+            json!(if t.is_empty() {
+                "<none>".to_string()
+            } else {
+                human_age(t)
+            })
+        }
+        "#hosts" => {
+            let hosts: Vec<String> = arr(obj, "/spec/rules")
+                .iter()
+                .filter_map(|r| r.get("host").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect();
+            json!(if arr(obj, "/spec/rules").is_empty() || hosts.is_empty() {
+                "*".to_string()
+            } else {
+                hosts.join(",")
+            })
+        }
+        "#lb-address" => json!(
+            arr(obj, "/status/loadBalancer/ingress")
+                .iter()
+                .filter_map(|i| i.get("ip").or_else(|| i.get("hostname")))
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        "#ingress-ports" => json!(if arr(obj, "/spec/tls").is_empty() {
+            "80"
+        } else {
+            "80, 443"
+        }),
+        "#created-at" => json!(text(obj, "/metadata/creationTimestamp")),
+        "#role-ref" => json!(format!(
+            "{}/{}",
+            text(obj, "/roleRef/kind"),
+            text(obj, "/roleRef/name")
+        )),
+        s if s.starts_with("#subjects:") => {
+            let kind = &s["#subjects:".len()..];
+            let names: Vec<String> = arr(obj, "/subjects")
+                .iter()
+                .filter(|x| text(x, "/kind") == kind)
+                .map(|x| {
+                    if kind == "ServiceAccount" {
+                        format!("{}/{}", text(x, "/namespace"), text(x, "/name"))
+                    } else {
+                        text(x, "/name").to_string()
+                    }
+                })
+                .collect();
+            json!(names.join(", "))
+        }
         p => match json_path(obj, p) {
             Value::Null => json!("<none>"),
             v => v,
         },
+    }
+}
+
+/// `5s`, `2m3s`: kubectl's rendering of a Job's duration.
+fn duration_text(s: i64) -> String {
+    match s {
+        0..120 => format!("{s}s"),
+        120..600 => format!("{}m{}s", s / 60, s % 60),
+        600..10_800 => format!("{}m", s / 60),
+        10_800..172_800 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
     }
 }
 
@@ -149,9 +569,22 @@ pub fn table(def: &ResourceDef, objs: &[Value], list_meta: Value, with_columns: 
         .as_ref()
         .map(|c| c.printer_columns.clone())
         .unwrap_or_default();
-    let builtin = builtin_columns(def);
-    for b in &builtin {
-        cols.push(json!({"name":b.0,"type":b.1,"format":"","description":"","priority":0}));
+    // Custom resources and unlisted kinds: Name, the printer columns, Age.
+    let builtin = builtin_columns(def).unwrap_or_else(|| vec![AGE]);
+    let age_at = builtin
+        .iter()
+        .position(|c| c.source == "#age")
+        .unwrap_or(builtin.len());
+    let col_json = |c: &Col| {
+        let description = if c.source == "#age" {
+            "CreationTimestamp is a timestamp representing the server time when this object was created."
+        } else {
+            ""
+        };
+        json!({"name":c.name,"type":c.ty,"format":"","description":description,"priority":c.priority})
+    };
+    for b in &builtin[..age_at] {
+        cols.push(col_json(b));
     }
     for c in &custom {
         let mut m = Map::new();
@@ -174,12 +607,13 @@ pub fn table(def: &ResourceDef, objs: &[Value], list_meta: Value, with_columns: 
         );
         cols.push(Value::Object(m));
     }
-    cols.push(json!({"name":"Age","type":"string","format":"",
-        "description":"CreationTimestamp is a timestamp representing the server time when this object was created.","priority":0}));
+    for b in &builtin[age_at..] {
+        cols.push(col_json(b));
+    }
     for o in objs {
         let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(json!(""))];
-        for b in &builtin {
-            cells.push(builtin_cell(o, &b.2));
+        for b in &builtin[..age_at] {
+            cells.push(builtin_cell(o, b.source));
         }
         for c in &custom {
             let path = c.get("jsonPath").and_then(Value::as_str).unwrap_or("");
@@ -191,11 +625,9 @@ pub fn table(def: &ResourceDef, objs: &[Value], list_meta: Value, with_columns: 
                 _ => v,
             });
         }
-        cells.push(json!(human_age(
-            o.pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-        )));
+        for b in &builtin[age_at..] {
+            cells.push(builtin_cell(o, b.source));
+        }
         rows.push(json!({"cells":cells,"object":partial_metadata(o)}));
     }
     let mut t = Map::new();

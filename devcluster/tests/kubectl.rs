@@ -425,3 +425,86 @@ async fn kubectl_apply_fills_defaults_and_diff_is_empty() {
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
     env.cluster.shutdown().await;
 }
+
+/// `kubectl get` prints the columns kube-apiserver's printers give each kind, wide ones too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_kube_apiserver_columns() {
+    let env = common::start().await;
+    env.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=2",
+    ])
+    .await;
+    env.kubectl_ok(&["create", "role", "r", "--verb=get", "--resource=pods"])
+        .await;
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "--role=r",
+        "--user=alice",
+        "--serviceaccount=default:default",
+    ])
+    .await;
+    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    let header = |out: &str| {
+        out.lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pods = env.kubectl_ok(&["get", "pods", "-o", "wide"]).await;
+    assert_eq!(
+        header(&pods),
+        "NAME READY STATUS RESTARTS AGE IP NODE NOMINATED NODE READINESS GATES",
+        "{pods}"
+    );
+    assert!(
+        pods.lines()
+            .skip(1)
+            .all(|l| l.contains(" 1/1 ") && l.contains(" Running ")),
+        "{pods}"
+    );
+    let rs = env.kubectl_ok(&["get", "rs"]).await;
+    assert_eq!(header(&rs), "NAME DESIRED CURRENT READY AGE", "{rs}");
+    let deploy = env.kubectl_ok(&["get", "deploy", "-o", "wide"]).await;
+    assert_eq!(
+        header(&deploy),
+        "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR",
+        "{deploy}"
+    );
+    assert!(
+        deploy.contains("nginx:1.25") && deploy.contains("app=web"),
+        "{deploy}"
+    );
+    // The API server's own Service is in `default`, as on every cluster.
+    let svc = env.kubectl_ok(&["get", "svc", "kubernetes"]).await;
+    assert_eq!(
+        header(&svc),
+        "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE",
+        "{svc}"
+    );
+    assert!(
+        svc.contains("10.96.0.1") && svc.contains("443/TCP") && svc.contains("<none>"),
+        "{svc}"
+    );
+    let role = env.kubectl_ok(&["get", "role"]).await;
+    assert_eq!(header(&role), "NAME CREATED AT", "{role}");
+    let rb = env.kubectl_ok(&["get", "rolebinding", "-o", "wide"]).await;
+    assert_eq!(
+        header(&rb),
+        "NAME ROLE AGE USERS GROUPS SERVICEACCOUNTS",
+        "{rb}"
+    );
+    assert!(
+        rb.contains("Role/r") && rb.contains("default/default"),
+        "{rb}"
+    );
+    env.cluster.shutdown().await;
+}
