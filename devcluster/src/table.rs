@@ -235,8 +235,32 @@ fn builtin_columns(def: &ResourceDef) -> Option<Vec<Col>> {
             col("Groups", "string", 1, "#subjects:Group"),
             col("ServiceAccounts", "string", 1, "#subjects:ServiceAccount"),
         ],
+        ("" | "events.k8s.io", "Event") => vec![
+            col("Last Seen", "string", 0, "#event-last-seen"),
+            col("Type", "string", 0, ".type"),
+            col("Reason", "string", 0, ".reason"),
+            col("Object", "string", 0, "#event-object"),
+            col("Subobject", "string", 1, "#event-subobject"),
+            col("Source", "string", 1, "#event-source"),
+            col("Message", "string", 0, "#event-message"),
+            col("First Seen", "string", 1, "#event-first-seen"),
+            col("Count", "string", 1, "#event-count"),
+            col("Name", "string", 1, ".metadata.name"),
+        ],
         _ => return None,
     })
+}
+
+/// Kinds whose table does not start with the Name column (kube's event printer).
+fn leads_with_name(def: &ResourceDef) -> bool {
+    def.kind != "Event" || !(def.group.is_empty() || def.group == "events.k8s.io")
+}
+
+/// A field of an Event in either version's form (core name, events.k8s.io name).
+fn event_field<'a>(obj: &'a Value, core: &str, events_api: &str) -> Option<&'a Value> {
+    obj.get(core)
+        .or_else(|| obj.get(events_api))
+        .filter(|v| !v.is_null())
 }
 
 fn arr<'a>(obj: &'a Value, pointer: &str) -> &'a [Value] {
@@ -541,6 +565,70 @@ fn builtin_cell(obj: &Value, source: &str) -> Value {
                 .collect();
             json!(names.join(", "))
         }
+        "#event-last-seen" => {
+            let t = event_field(obj, "lastTimestamp", "deprecatedLastTimestamp")
+                .or_else(|| obj.pointer("/series/lastObservedTime"))
+                .or_else(|| obj.get("eventTime"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            json!(if t.is_empty() {
+                "<unknown>".to_string()
+            } else {
+                human_age(t)
+            })
+        }
+        "#event-first-seen" => {
+            let t = event_field(obj, "firstTimestamp", "deprecatedFirstTimestamp")
+                .or_else(|| obj.get("eventTime"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            json!(if t.is_empty() {
+                "<unknown>".to_string()
+            } else {
+                human_age(t)
+            })
+        }
+        "#event-object" => {
+            let o = event_field(obj, "involvedObject", "regarding").unwrap_or(&Value::Null);
+            json!(format!(
+                "{}/{}",
+                text(o, "/kind").to_lowercase(),
+                text(o, "/name")
+            ))
+        }
+        "#event-subobject" => json!(
+            event_field(obj, "involvedObject", "regarding")
+                .map(|o| text(o, "/fieldPath").to_string())
+                .unwrap_or_default()
+        ),
+        "#event-source" => {
+            let src = event_field(obj, "source", "deprecatedSource").unwrap_or(&Value::Null);
+            let component = match text(src, "/component") {
+                "" => text(obj, "/reportingComponent"),
+                c => c,
+            };
+            let component = match component {
+                "" => text(obj, "/reportingController"),
+                c => c,
+            };
+            json!(match text(src, "/host") {
+                "" => component.to_string(),
+                host => format!("{component}, {host}"),
+            })
+        }
+        "#event-message" => json!(
+            event_field(obj, "message", "note")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+        ),
+        "#event-count" => json!(
+            event_field(obj, "count", "deprecatedCount")
+                .and_then(Value::as_i64)
+                .or_else(|| obj.pointer("/series/count").and_then(Value::as_i64))
+                .unwrap_or(1)
+                .to_string()
+        ),
         p => match json_path(obj, p) {
             Value::Null => json!("<none>"),
             v => v,
@@ -561,8 +649,12 @@ fn duration_text(s: i64) -> String {
 
 /// A Table of `objs`; `with_columns` is false for watch events after the first.
 pub fn table(def: &ResourceDef, objs: &[Value], list_meta: Value, with_columns: bool) -> Value {
-    let mut cols = vec![json!({"name":"Name","type":"string","format":"name",
-        "description":"Name must be unique within a namespace.","priority":0})];
+    let with_name = leads_with_name(def);
+    let mut cols = Vec::new();
+    if with_name {
+        cols.push(json!({"name":"Name","type":"string","format":"name",
+            "description":"Name must be unique within a namespace.","priority":0}));
+    }
     let mut rows = Vec::new();
     let custom: Vec<Value> = def
         .custom
@@ -611,7 +703,10 @@ pub fn table(def: &ResourceDef, objs: &[Value], list_meta: Value, with_columns: 
         cols.push(col_json(b));
     }
     for o in objs {
-        let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(json!(""))];
+        let mut cells = Vec::new();
+        if with_name {
+            cells.push(o.pointer("/metadata/name").cloned().unwrap_or(json!("")));
+        }
         for b in &builtin[..age_at] {
             cells.push(builtin_cell(o, b.source));
         }

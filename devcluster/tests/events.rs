@@ -226,3 +226,53 @@ async fn events_api_selectors_and_immutable_fields() {
     assert_eq!(stored.series.map(|s| s.count), Some(2));
     env.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_events_prints_the_event_columns() {
+    let env = common::start().await;
+    let client = env.client().await;
+    let new_api: Api<NewEvent> = Api::namespaced(client, "default");
+    let ev = NewEvent {
+        metadata: ObjectMeta {
+            name: Some("e3".into()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(ts("2026-01-02T03:04:05.123456Z"))),
+        reporting_controller: Some("example.com/ctl".into()),
+        reporting_instance: Some("ctl-1".into()),
+        action: Some("Reconcile".into()),
+        reason: Some("Synced".into()),
+        type_: Some("Warning".into()),
+        regarding: Some(regarding()),
+        note: Some("drift corrected".into()),
+        ..Default::default()
+    };
+    new_api
+        .create(&PostParams::default(), &ev)
+        .await
+        .expect("create");
+    let out = env.kubectl_ok(&["get", "events"]).await;
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{out}"
+    );
+    let row = lines.next().unwrap_or("");
+    assert!(
+        row.contains("Warning")
+            && row.contains("Synced")
+            && row.contains("pod/web-0")
+            && row.ends_with("drift corrected"),
+        "{out}"
+    );
+    let wide = env
+        .kubectl_ok(&["get", "events.v1.events.k8s.io", "-o", "wide"])
+        .await;
+    assert!(
+        wide.contains("example.com/ctl") && wide.contains(" e3"),
+        "{wide}"
+    );
+    env.cluster.shutdown().await;
+}
