@@ -535,12 +535,7 @@ pub fn generate_job_selector(obj: &mut Value, labels_follow_template: bool) {
 mod tests {
     use super::*;
 
-    fn def(kind: &str) -> ResourceDef {
-        crate::resources::builtins()
-            .into_iter()
-            .find(|d| d.kind == kind)
-            .unwrap_or_else(|| panic!("no {kind}"))
-    }
+    use crate::resources::builtin_def as def;
 
     fn defaulted(kind: &str, obj: Value) -> Value {
         let mut obj = obj;

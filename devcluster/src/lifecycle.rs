@@ -919,12 +919,7 @@ pub fn crd_defs(crd: &Value) -> Vec<ResourceDef> {
 mod tests {
     use super::*;
 
-    fn def(kind: &str) -> ResourceDef {
-        crate::resources::builtins()
-            .into_iter()
-            .find(|d| d.kind == kind)
-            .unwrap_or_else(|| panic!("no {kind}"))
-    }
+    use crate::resources::builtin_def as def;
 
     #[test]
     fn names_follow_kind_rules() {

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use crate::resources::{Registry, ResourceDef};
 
 /// `api/v1` or `apis/<g>/<v>`.
-fn gv_path(group: &str, version: &str) -> String {
+pub(crate) fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
     } else {

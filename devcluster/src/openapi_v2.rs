@@ -43,11 +43,7 @@ fn patch_paths(registry: &Registry) -> Vec<PatchPath> {
 }
 
 fn item_path(d: &ResourceDef) -> String {
-    let base = if d.group.is_empty() {
-        format!("/api/{}", d.version)
-    } else {
-        format!("/apis/{}/{}", d.group, d.version)
-    };
+    let base = format!("/{}", crate::openapi::gv_path(&d.group, &d.version));
     if d.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
     } else {

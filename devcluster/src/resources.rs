@@ -169,6 +169,15 @@ impl B {
     }
 }
 
+/// The built-in descriptor of `kind` (tests only).
+#[cfg(test)]
+pub fn builtin_def(kind: &str) -> ResourceDef {
+    builtins()
+        .into_iter()
+        .find(|d| d.kind == kind)
+        .unwrap_or_else(|| panic!("no built-in {kind}"))
+}
+
 /// The built-in kinds a typical application uses.
 pub fn builtins() -> Vec<ResourceDef> {
     let mut ns = B::new("", "v1", "Namespace", "namespaces", false)

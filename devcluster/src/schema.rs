@@ -972,10 +972,7 @@ mod tests {
     #[test]
     fn check_reports_invalid_with_group_kind() {
         let def = {
-            let mut reg = crate::resources::builtins()
-                .into_iter()
-                .find(|d| d.kind == "ConfigMap")
-                .unwrap_or_else(|| panic!("configmaps"));
+            let mut reg = crate::resources::builtin_def("ConfigMap");
             reg.group = "example.com".into();
             reg.kind = "Widget".into();
             reg.custom = Some(crate::resources::CustomInfo {

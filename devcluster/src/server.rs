@@ -280,21 +280,25 @@ fn resource_attrs(user: &UserInfo, t: &Target, verb: &str, name: &str) -> Attrib
     )
 }
 
-/// Escalation prevention for writes of RBAC objects: run on the object about to be stored
-/// (a no-op for every other kind). Safe inside `Store::mutate` closures.
+/// Escalation prevention for writes of RBAC objects: run on the object about to be stored,
+/// with the stored one on updates (a no-op for every other kind, and for updates that touch
+/// only garbage-collection fields). Safe inside `Store::mutate` closures.
 fn rbac_guard(
     s: &Shared,
     t: &Target,
     user: &UserInfo,
-) -> impl Fn(&Value) -> Result<(), ApiError> + use<> {
-    let kind = if t.def.group == crate::rbac::RBAC_GROUP && t.sub.is_none() {
-        t.def.kind.as_str()
-    } else {
-        ""
-    };
-    let guard = s.authn.escalation_guard(kind, user);
+) -> impl Fn(Option<&Value>, &Value) -> Result<(), ApiError> + use<> {
+    let is_rbac = t.def.group == crate::rbac::RBAC_GROUP && t.sub.is_none();
+    let guard = s
+        .authn
+        .escalation_guard(if is_rbac { &t.def.kind } else { "" }, user);
     let def = t.def.clone();
-    move |obj: &Value| guard(&stamped(&def, obj))
+    move |old: Option<&Value>, new: &Value| {
+        if !is_rbac || old.is_some_and(|old| only_gc_fields_changed(old, new)) {
+            return Ok(());
+        }
+        guard(&stamped(&def, new))
+    }
 }
 
 /// Whether an update changes nothing but what the garbage collector writes (owner references
@@ -459,6 +463,21 @@ async fn dispatch(
     }
 }
 
+/// The verb kube-apiserver's request-info filter derives from a resource request's method.
+fn request_verb(method: &Method, named: bool, watch: bool) -> Option<&'static str> {
+    Some(match (method.as_str(), named) {
+        ("GET" | "HEAD", true) => "get",
+        ("GET" | "HEAD", false) if watch => "watch",
+        ("GET" | "HEAD", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return None,
+    })
+}
+
 /// The resource attributes kube-apiserver's request-info filter derives from a URL under
 /// `/api/v1` or `/apis/<g>/<v>` (after the group and version), whether or not the resource
 /// exists. None for a method that maps to no verb.
@@ -482,18 +501,7 @@ fn url_attributes(
         [r, n] => (*r, *n, ""),
         [r, n, sb, ..] => (*r, *n, *sb),
     };
-    let named = !name.is_empty();
-    let verb = match (method.as_str(), named) {
-        ("GET" | "HEAD", true) => "get",
-        ("GET" | "HEAD", false) if q.flag("watch") => "watch",
-        ("GET" | "HEAD", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => return None,
-    };
+    let verb = request_verb(method, !name.is_empty(), q.flag("watch"))?;
     Some(Attributes::resource(
         user, verb, group, resource, sub, namespace, name,
     ))
@@ -586,17 +594,10 @@ async fn resource(
         }
     };
     let m = &parts.method;
-    let verb = match (m.as_str(), t.name.is_some()) {
-        ("GET", true) => "get",
-        ("GET", false) if q.flag("watch") => "watch",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", true) => "update",
-        ("PATCH", true) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => return Err(ApiError::method_not_allowed()),
-    };
+    // Served here: no HEAD, and PUT/PATCH only on a named object.
+    let verb = request_verb(m, t.name.is_some(), q.flag("watch"))
+        .filter(|v| *m != Method::HEAD && (t.name.is_some() || !matches!(*v, "update" | "patch")))
+        .ok_or_else(ApiError::method_not_allowed)?;
     rec.verb = verb.into();
     rec.resource = t.def.plural.clone();
     let user = authenticate(s, &parts.headers, rec)?;
@@ -1110,7 +1111,7 @@ fn create(
     let mut obj = decode_object(headers, bytes)?;
     check_type(&t.def, &obj)?;
     check_identity(t, &mut obj, None)?;
-    rbac_guard(s, t, user)(&obj)?;
+    rbac_guard(s, t, user)(None, &obj)?;
     let warnings = field_validation(q, &t.def, decoded_unknown(&t.def, &mut obj), false)?;
     let manager = update_manager(q, headers);
     let schema = schema_for(&t.def);
@@ -1465,9 +1466,7 @@ fn update(
             subresource: t.sub.as_deref(),
         },
         move |old| {
-            if !only_gc_fields_changed(old, &obj) {
-                guard(&obj)?;
-            }
+            guard(Some(old), &obj)?;
             Ok(obj)
         },
     )?;
@@ -1749,9 +1748,7 @@ fn patch(
                     meta_str(&new, "name")
                 )));
             }
-            if !only_gc_fields_changed(old, &new) {
-                guard(&new)?;
-            }
+            guard(Some(old), &new)?;
             Ok(new)
         },
     )?;
@@ -1873,7 +1870,7 @@ fn apply(
             ));
         }
         let created = run(None)?;
-        rbac_guard(s, t, user)(&created)?;
+        rbac_guard(s, t, user)(None, &created)?;
         let out = create_object(s, t, created, dry_run)?;
         return Ok(json_response(201, &served_stamped(&t.def, &out)));
     }
@@ -1893,9 +1890,7 @@ fn apply(
             ));
         }
         let new = run(Some(old))?;
-        if !only_gc_fields_changed(old, &new) {
-            guard(&new)?;
-        }
+        guard(Some(old), &new)?;
         Ok(new)
     })?;
     Ok(json_response(200, &served_stamped(&t.def, &out)))

@@ -755,10 +755,7 @@ mod tests {
 
     #[test]
     fn printer_columns_are_evaluated() {
-        let mut def = crate::resources::builtins()
-            .into_iter()
-            .find(|d| d.kind == "ConfigMap")
-            .unwrap_or_else(|| unreachable!());
+        let mut def = crate::resources::builtin_def("ConfigMap");
         def.custom = Some(crate::resources::CustomInfo {
             printer_columns: vec![json!({"name":"Color","type":"string","jsonPath":".spec.color"})],
             ..Default::default()
