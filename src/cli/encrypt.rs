@@ -136,7 +136,8 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
             ),
         ));
     }
-    let input = common::read_input(&a.file)?;
+    // The plaintext input: zeroized when dropped.
+    let input = zeroize::Zeroizing::new(common::read_input(&a.file)?);
     let out = sops::encrypt(&input, in_fmt, out_fmt, &settings, layout)
         .map_err(|e| CliError::sops(&name, e))?;
     common::emit(&a.file, a.io.in_place, a.io.output.as_deref(), &out)

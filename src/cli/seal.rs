@@ -57,6 +57,15 @@ pub fn recipients(list: &[String], files: &[PathBuf]) -> Result<Vec<AgeRecipient
 
 /// Writes manifests as YAML, or JSON (one object, or a `v1/List` for several).
 pub fn write_docs(docs: &[lockstep::sops::tree::Node], format: OutputFormat) -> CliResult {
+    common::write_stdout(docs_text(docs, format).as_bytes())
+}
+
+/// The text of `docs` in `format`. `unseal` and `render --reveal` print Secrets with it,
+/// so the buffer is zeroized when dropped and prints redacted.
+pub fn docs_text(
+    docs: &[lockstep::sops::tree::Node],
+    format: OutputFormat,
+) -> lockstep::sops::tree::Blob {
     let text = match format {
         OutputFormat::Yaml => lockstep::manifest::emit_documents(docs),
         OutputFormat::Json => {
@@ -72,7 +81,7 @@ pub fn write_docs(docs: &[lockstep::sops::tree::Node], format: OutputFormat) -> 
             lockstep::sops::stores::json::emit(&doc, Some(2))
         }
     };
-    common::write_stdout(text.as_bytes())
+    lockstep::sops::tree::Blob::new(text.into_bytes())
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -96,4 +105,29 @@ pub fn run(a: Args) -> CliResult {
         out.push(s.to_node());
     }
     write_docs(&out, a.output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockstep::sops::tree::{MapItem, Node};
+
+    /// The buffer `unseal` and `render --reveal` print holds the Secret in plain text;
+    /// its Debug must not show it.
+    #[test]
+    fn output_buffer_is_redacted_in_debug() {
+        let doc = Node::Map(vec![MapItem::Entry(
+            "stringData".into(),
+            Node::Map(vec![MapItem::Entry(
+                "password".into(),
+                Node::str("canary-out-51"),
+            )]),
+        )]);
+        for format in [OutputFormat::Yaml, OutputFormat::Json] {
+            let text = docs_text(std::slice::from_ref(&doc), format);
+            assert!(String::from_utf8_lossy(text.as_bytes()).contains("canary-out-51"));
+            let shown = format!("{text:?}");
+            assert!(!shown.contains("canary"), "{shown}");
+        }
+    }
 }

@@ -31,7 +31,10 @@ pub enum MapItem {
 }
 
 /// A scalar, typed as sops types it after yaml.v3 (or JSON) resolution.
-#[derive(Clone, PartialEq, Debug)]
+///
+/// Numbers and booleans can be secrets too (a PIN, a port that must stay private), so
+/// they are zeroized on drop and redacted in `Debug` like strings.
+#[derive(Clone, PartialEq)]
 pub enum Scalar {
     Null,
     Bool(bool),
@@ -42,6 +45,32 @@ pub enum Scalar {
     Time(Text),
     /// Raw bytes: the single value of the binary store, or a decrypted `type:bytes`.
     Bytes(Blob),
+}
+
+impl Drop for Scalar {
+    fn drop(&mut self) {
+        match self {
+            Scalar::Bool(b) => b.zeroize(),
+            Scalar::Int(i) => i.zeroize(),
+            Scalar::Float(f) => f.zeroize(),
+            // Text and Blob zeroize themselves.
+            Scalar::Null | Scalar::Str(_) | Scalar::Time(_) | Scalar::Bytes(_) => {}
+        }
+    }
+}
+
+impl fmt::Debug for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Null => f.write_str("Null"),
+            Scalar::Bool(_) => f.write_str("Bool(<redacted>)"),
+            Scalar::Int(_) => f.write_str("Int(<redacted>)"),
+            Scalar::Float(_) => f.write_str("Float(<redacted>)"),
+            Scalar::Str(t) => write!(f, "Str({t:?})"),
+            Scalar::Time(t) => write!(f, "Time({t:?})"),
+            Scalar::Bytes(b) => write!(f, "Bytes({b:?})"),
+        }
+    }
 }
 
 impl Node {
@@ -181,5 +210,21 @@ mod tests {
         let shown = format!("{n:?} {}", Text::from("canary-8c1f"));
         assert!(!shown.contains("canary"), "{shown}");
         assert_eq!(n.as_str(), Some("canary-8c1f"));
+    }
+
+    #[test]
+    fn non_string_scalars_and_comments_are_redacted_in_debug() {
+        let nodes = [
+            Node::Scalar(Scalar::Int(918_273_645)),
+            Node::Scalar(Scalar::Float(31_415.926_5)),
+            Node::Scalar(Scalar::Bool(true)),
+            Node::Comment(Text::from("canary-comment")),
+            Node::Map(vec![MapItem::Comment(Text::from("canary-comment"))]),
+        ];
+        let shown = format!("{nodes:?}");
+        for canary in ["918273645", "31415", "true", "canary"] {
+            assert!(!shown.contains(canary), "{canary} in {shown}");
+        }
+        assert!(shown.contains("Int(<redacted>)"), "{shown}");
     }
 }

@@ -43,7 +43,7 @@ impl Selector {
 
     /// Whether a leaf under `path` is encrypted. `context` holds, per enclosing level,
     /// the comments seen since the last entry at that level (for the comment regexes).
-    fn should_encrypt(&self, path: &[String], context: &[Vec<String>]) -> bool {
+    fn should_encrypt(&self, path: &[String], context: &[Vec<Zeroizing<String>>]) -> bool {
         let any_comment = || context.iter().flatten().any(|c| self.matches(c));
         match &self.sel {
             Selection::UnencryptedSuffix(s) => !path.iter().any(|k| k.ends_with(s.as_str())),
@@ -58,9 +58,14 @@ impl Selector {
 
 /// IVs of values as they were decrypted, keyed by a digest of (AAD, type, plaintext), so
 /// that re-encrypting an unchanged value reproduces its ciphertext (sops' IV stash).
+///
+/// List items share their list's AAD, so equal values in one list share a key. Each key
+/// therefore holds every IV seen for it, and each IV is handed out once per encryption:
+/// equal values keep their own (distinct) ciphertexts instead of all taking one, which
+/// would show in Git that they are equal. sops keeps one IV per key and does leak this.
 #[derive(Default)]
 pub struct IvStash {
-    map: HashMap<[u8; 32], [u8; 32]>,
+    map: HashMap<[u8; 32], Vec<[u8; 32]>>,
 }
 
 impl IvStash {
@@ -107,12 +112,15 @@ struct Walker<'a> {
     hasher: ring::digest::Context,
     stash_in: Option<&'a IvStash>,
     stash_out: Option<&'a mut IvStash>,
+    /// How many IVs of each stash entry this encryption has used.
+    used_ivs: HashMap<[u8; 32], usize>,
     /// Map keys from the root: the AAD and the selection rules use these.
     path: Vec<String>,
     /// List indices on the way, as (number of keys before it, index); only read to name
     /// the value in an error, so keys are not copied a second time.
     indices: Vec<(usize, usize)>,
-    context: Vec<Vec<String>>,
+    /// Comments (decrypted ones included, so zeroized when dropped).
+    context: Vec<Vec<Zeroizing<String>>>,
     /// Comments in encrypted positions that did not decrypt (kept verbatim, as sops does).
     warnings: usize,
 }
@@ -162,6 +170,7 @@ fn run(
         hasher: ring::digest::Context::new(&ring::digest::SHA512),
         stash_in,
         stash_out,
+        used_ivs: HashMap::new(),
         path: Vec::new(),
         indices: Vec::new(),
         context: Vec::new(),
@@ -290,7 +299,7 @@ impl Walker<'_> {
                     if let Node::Comment(t) = &new
                         && let Some(run) = self.context.last_mut()
                     {
-                        run.push(t.as_str().to_owned());
+                        run.push(Zeroizing::new(t.as_str().to_owned()));
                     }
                     *item = new;
                     if is_comment {
@@ -346,8 +355,8 @@ impl Walker<'_> {
         let plain = result
             .as_ref()
             .filter(|_| self.mode == Mode::Decrypt)
-            .map(|t| t.as_str().to_owned())
-            .unwrap_or_else(|| text.as_str().to_owned());
+            .map(|t| Zeroizing::new(t.as_str().to_owned()))
+            .unwrap_or_else(|| Zeroizing::new(text.as_str().to_owned()));
         if let Some(run) = self.context.last_mut() {
             run.push(plain);
         }
@@ -360,9 +369,16 @@ impl Walker<'_> {
         ty: DataType,
         aad: &str,
     ) -> Result<String, WalkError> {
-        let iv = self
-            .stash_in
-            .and_then(|s| s.map.get(&IvStash::key(aad, ty, plain)).copied());
+        let iv = self.stash_in.and_then(|s| {
+            let ivs = s.map.get(&IvStash::key(aad, ty, plain))?;
+            let k = self
+                .used_ivs
+                .entry(IvStash::key(aad, ty, plain))
+                .or_insert(0);
+            let iv = ivs.get(*k).copied();
+            *k += 1;
+            iv
+        });
         let r = match iv {
             Some(iv) => cipher::encrypt_with_iv(self.key, plain, ty, aad, &iv),
             None => cipher::encrypt_raw(self.key, plain, ty, aad),
@@ -372,7 +388,11 @@ impl Walker<'_> {
 
     fn remember(&mut self, aad: &str, ty: DataType, plain: &[u8], enc: &str) {
         if let (Some(stash), Some(iv)) = (self.stash_out.as_deref_mut(), cipher::iv_of(enc)) {
-            stash.map.insert(IvStash::key(aad, ty, plain), iv);
+            let ivs = stash.map.entry(IvStash::key(aad, ty, plain)).or_default();
+            // A file written by sops may repeat one ciphertext; keep one copy per IV.
+            if !ivs.contains(&iv) {
+                ivs.push(iv);
+            }
         }
     }
 
@@ -479,5 +499,53 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.path, "[\"a\"][1][1][\"b\"][\"c\"][1]");
+    }
+
+    fn list_ciphertexts(doc: &Node) -> Vec<String> {
+        match doc.get("l") {
+            Some(Node::List(items)) => items
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Equal values at different positions of one list share the AAD; re-encrypting after an
+    /// edit must not give them one ciphertext, and unchanged values keep their own.
+    #[test]
+    fn equal_list_items_keep_distinct_ciphertexts_after_reencryption() {
+        let sel = Selector::new(&Selection::UnencryptedSuffix("_unencrypted".into())).unwrap();
+        let key = [7u8; 32];
+        let mut docs =
+            crate::sops::stores::yaml::parse("l:\n  - canary-same\n  - canary-same\n").unwrap();
+        encrypt_docs(&mut docs, &key, &sel, false, None).unwrap();
+        let before = list_ciphertexts(&docs[0]);
+        assert_eq!(before.len(), 2);
+        assert_ne!(before[0], before[1]);
+
+        let mut stash = IvStash::default();
+        decrypt_docs(&mut docs, &key, &sel, false, Some(&mut stash)).unwrap();
+        encrypt_docs(&mut docs, &key, &sel, false, Some(&stash)).unwrap();
+        let after = list_ciphertexts(&docs[0]);
+        assert_ne!(after[0], after[1], "equal values got one ciphertext");
+        assert_eq!(after, before, "unchanged values must keep their ciphertext");
+
+        // A copied ciphertext (same list, so same AAD) decrypts; the next write splits it.
+        let copied = format!("l:\n  - {}\n  - {}\n", before[0], before[0]);
+        let mut docs = crate::sops::stores::yaml::parse(&copied).unwrap();
+        let mut stash = IvStash::default();
+        decrypt_docs(&mut docs, &key, &sel, false, Some(&mut stash)).unwrap();
+        assert_eq!(
+            docs[0].get("l").and_then(|l| match l {
+                Node::List(i) => i[1].as_str(),
+                _ => None,
+            }),
+            Some("canary-same")
+        );
+        encrypt_docs(&mut docs, &key, &sel, false, Some(&stash)).unwrap();
+        let split = list_ciphertexts(&docs[0]);
+        assert_eq!(split[0], before[0]);
+        assert_ne!(split[0], split[1]);
     }
 }

@@ -127,7 +127,8 @@ pub fn split_metadata(doc: Node) -> (Node, Option<Node>) {
 
 /// sops `DecodeNewLines` (a second pass over metadata values) and `DecodeNonStrings`.
 fn decode_metadata_value(key: &str, value: Node) -> Node {
-    let Node::Scalar(Scalar::Str(mut text)) = value else {
+    let mut value = value;
+    let Node::Scalar(Scalar::Str(text)) = &mut value else {
         return value;
     };
     let s = decode_newlines(text.take());

@@ -922,7 +922,7 @@ impl<'a> Builder<'a> {
         }
         m.key_lines.push(line);
         let key = match decode_scalar(value, quoted, tag) {
-            Ok(Resolved::Node(Scalar::Str(t))) => t.as_str().to_string(),
+            Ok(Resolved::Node(Scalar::Str(ref t))) => t.as_str().to_string(),
             Ok(Resolved::Node(other)) => {
                 let (ty, shown) = describe_non_string(&other);
                 self.defer(YamlError::NonStringKey {
