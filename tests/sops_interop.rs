@@ -819,6 +819,68 @@ fn failed_edits_leave_the_file_and_tmpdir_untouched() {
     assert!(tmp_is_empty(&sb).is_empty());
 }
 
+/// A `kill` or a closed terminal while the editor runs: the editor is stopped and the
+/// plaintext file and its directory are gone before lockstep exits; the file is unchanged.
+#[test]
+fn edit_removes_the_plaintext_on_sigterm_and_sighup() {
+    let sb = Sandbox::new();
+    let k = keys(&sb);
+    let src = sb.write("e.yaml", "password: canary-sig-4417\n");
+    let enc = encrypt(&sb, Tool::Lockstep, &src, &["--age", &k.r1]);
+    let p = sb.write("e.enc.yaml", &enc);
+    let started = sb.path("started");
+    let ed = editor_script(
+        &sb,
+        "slow.sh",
+        &format!("echo \"$1\" > '{}'; exec sleep 30", started.display()),
+    );
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        let _ = std::fs::remove_file(&started);
+        let mut c = sb.lockstep(["edit", "e.enc.yaml"]);
+        c.env("SOPS_AGE_KEY_FILE", &k.k1)
+            .env("EDITOR", &ed)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().expect("start lockstep edit");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let temp = loop {
+            if let Ok(t) = std::fs::read_to_string(&started)
+                && t.ends_with('\n')
+            {
+                break PathBuf::from(t.trim_end());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the editor never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(temp.exists(), "no plaintext file while editing: {temp:?}");
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: signals the lockstep process this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill failed");
+        let killed = std::time::Instant::now();
+        // The editor holds lockstep's stdout/stderr: this returns once it has stopped too.
+        let out = child.wait_with_output().expect("wait for lockstep edit");
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(10),
+            "signal {sig}: the editor kept running"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "signal {sig}: edit succeeded");
+        assert!(
+            stderr.contains("plaintext removed"),
+            "signal {sig}: lockstep did not handle the signal: {:?} {stderr}",
+            out.status
+        );
+        assert!(!temp.exists(), "signal {sig}: plaintext left at {temp:?}");
+        let left = tmp_is_empty(&sb);
+        assert!(left.is_empty(), "signal {sig}: TMPDIR not empty: {left:?}");
+        assert_eq!(read(&p), enc, "signal {sig}: the encrypted file changed");
+        assert!(!stderr.contains("canary") && out.stdout.is_empty());
+    }
+}
+
 // ---- keygen ----
 
 #[test]

@@ -75,12 +75,79 @@ fn editor() -> String {
         .unwrap_or_else(|| "vi".into())
 }
 
+/// The termination signal (SIGTERM or SIGHUP) received while the plaintext is on disk;
+/// 0 when none.
+static TERMINATION: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn note_termination(sig: libc::c_int) {
+    // Only an atomic store: the one thing a signal handler may safely do here.
+    TERMINATION.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// While alive, SIGTERM and SIGHUP (a `kill`, a closed terminal or SSH session) no longer
+/// end lockstep at once: they are noted, so that the editor is stopped and the plaintext
+/// file is wiped and removed before lockstep exits. Previous dispositions come back on drop.
+struct TerminationGuard {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl TerminationGuard {
+    fn install() -> Self {
+        let mut old = Vec::new();
+        for sig in [libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = note_termination as *const () as libc::sighandler_t;
+                libc::sigemptyset(&mut act.sa_mask);
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &act, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+        }
+        TerminationGuard { old }
+    }
+
+    fn received(&self) -> Option<i32> {
+        match TERMINATION.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}
+
+impl Drop for TerminationGuard {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: restores a disposition returned by sigaction above.
+            unsafe {
+                libc::sigaction(*sig, prev, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    if sig == libc::SIGHUP {
+        "SIGHUP"
+    } else {
+        "SIGTERM"
+    }
+}
+
 /// Runs the editor with SIGINT/SIGQUIT ignored in lockstep itself, so Ctrl-C reaches the
-/// editor but cannot kill lockstep before it removes the plaintext.
-fn run_editor(path: &Path) -> Result<std::process::ExitStatus, std::io::Error> {
+/// editor but cannot kill lockstep before it removes the plaintext. On SIGTERM/SIGHUP the
+/// editor is asked to stop (SIGTERM, then SIGKILL after two seconds) and `Ok(Err(sig))`
+/// comes back.
+fn run_editor(
+    path: &Path,
+    guard: &TerminationGuard,
+) -> Result<Result<std::process::ExitStatus, i32>, std::io::Error> {
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(format!("{} \"$1\"", editor()))
+        // `exec`: the editor itself is the child, so a SIGTERM forwarded to it stops it.
+        .arg(format!("exec {} \"$1\"", editor()))
         .arg("lockstep-editor")
         .arg(path)
         .spawn()?;
@@ -91,13 +158,42 @@ fn run_editor(path: &Path) -> Result<std::process::ExitStatus, std::io::Error> {
             libc::signal(libc::SIGQUIT, libc::SIG_IGN),
         )
     };
-    let status = child.wait();
+    let status = wait_or_stop(&mut child, guard);
     // SAFETY: restoring the previous dispositions returned above.
     unsafe {
         libc::signal(libc::SIGINT, old_int);
         libc::signal(libc::SIGQUIT, old_quit);
     }
     status
+}
+
+fn wait_or_stop(
+    child: &mut std::process::Child,
+    guard: &TerminationGuard,
+) -> Result<Result<std::process::ExitStatus, i32>, std::io::Error> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(guard.received().map_or(Ok(status), Err));
+        }
+        if let Some(sig) = guard.received() {
+            let pid = child.id() as libc::pid_t;
+            // SAFETY: signals our own child, which has not been reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while child.try_wait()?.is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            return Ok(Err(sig));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 pub fn run(ctx: &Context, a: Args) -> CliResult {
@@ -127,18 +223,33 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
+    // Installed before the plaintext reaches the disk, removed after it is gone.
+    let guard = TerminationGuard::install();
     let temp = PrivateTemp::new(&base, &plain).map_err(|e| {
         CliError::new(
             3,
             format!("{name}: cannot create a private temporary file: {e}"),
         )
     })?;
-    let status = run_editor(&temp.file).map_err(|e| {
+    let status = run_editor(&temp.file, &guard).map_err(|e| {
         CliError::new(
             201,
             format!("{name}: cannot run editor {:?}: {e}", editor()),
         )
     })?;
+    let status = match status {
+        Ok(status) => status,
+        Err(sig) => {
+            drop(temp);
+            return Err(CliError::new(
+                128 + sig,
+                format!(
+                    "{name}: {} received: editor stopped, plaintext removed, the file was not changed",
+                    signal_name(sig)
+                ),
+            ));
+        }
+    };
     if !status.success() {
         return Err(CliError::new(
             201,
@@ -150,6 +261,16 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
             .map_err(|e| CliError::new(2, format!("{name}: cannot read the edited file: {e}")))?,
     );
     drop(temp);
+    if let Some(sig) = guard.received() {
+        return Err(CliError::new(
+            128 + sig,
+            format!(
+                "{name}: {} received: plaintext removed, the file was not changed",
+                signal_name(sig)
+            ),
+        ));
+    }
+    drop(guard);
     if edited.as_slice() == plain.as_slice() {
         return Err(CliError::new(
             200,
