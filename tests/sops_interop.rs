@@ -714,6 +714,126 @@ fn rotate_changes_every_ciphertext() {
     );
 }
 
+/// Adds the age entry of `donor` (a file encrypted by sops for another recipient) to
+/// the metadata of `target`, as a Git writer can: the MAC does not cover the list.
+fn inject_age_entry(target: &[u8], donor: &[u8]) -> Vec<u8> {
+    let donor = String::from_utf8_lossy(donor);
+    let lines: Vec<&str> = donor.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("- recipient:"))
+        .expect("donor has an age entry");
+    let end = start
+        + lines[start..]
+            .iter()
+            .position(|l| l.contains("-----END AGE ENCRYPTED FILE-----"))
+            .expect("donor's age entry ends");
+    let entry = lines[start..=end].join("\n");
+    let target = String::from_utf8_lossy(target);
+    let out = target.replacen("    age:\n", &format!("    age:\n{entry}\n"), 1);
+    assert_ne!(out, target, "no age list to inject into");
+    out.into_bytes()
+}
+
+/// An attacker adds their `age1…` entry to a file's metadata. The file still decrypts
+/// (nothing authenticates the list), `check` reports it against `.sops.yaml`, and
+/// `rotate` / `updatekeys` wrap only for the rule's recipients and name the one dropped.
+#[test]
+fn injected_recipient_gets_no_key_when_a_rule_covers_the_file() {
+    let sb = Sandbox::new();
+    let k = keys(&sb);
+    let (attacker_key, attacker) = sb.keygen("attacker.txt");
+    let src = sb.write("r.yaml", YAML.as_bytes());
+    let enc = encrypt(&sb, Tool::Sops, &src, &["--age", &k.r1]);
+    let donor = encrypt(&sb, Tool::Sops, &src, &["--age", &attacker]);
+    std::fs::remove_file(&src).expect("remove plaintext");
+    let injected = inject_age_entry(&enc, &donor);
+    assert!(sops_block(&injected).contains(&attacker));
+    decrypt(
+        &sb,
+        Tool::Sops,
+        &sb.write("probe.enc.yaml", &injected),
+        &k.k1,
+        &[],
+    )
+    .ok();
+    std::fs::remove_file(sb.path("probe.enc.yaml")).expect("remove probe");
+    sb.write(
+        ".sops.yaml",
+        format!("creation_rules:\n  - age: {}\n", k.r1),
+    );
+
+    let p = sb.write("r.enc.yaml", &injected);
+    let out = run(&mut sb.lockstep(["check", "r.enc.yaml"])).fails_with(1);
+    assert!(
+        out.stdout_str().contains("differ from the .sops.yaml")
+            && out.stdout_str().contains(&attacker),
+        "check did not report the injected recipient: {}",
+        out.all_text()
+    );
+
+    let mut c = sb.lockstep(["rotate", "-i", "--add-age", &k.r2, "r.enc.yaml"]);
+    c.env("SOPS_AGE_KEY_FILE", &k.k1);
+    let out = run(&mut c).ok();
+    assert!(
+        out.stderr
+            .contains(&format!("dropped recipient {attacker}")),
+        "rotate did not report the dropped recipient: {}",
+        out.stderr
+    );
+    let rotated = read(&p);
+    assert!(!sops_block(&rotated).contains(&attacker));
+    decrypt(&sb, Tool::Lockstep, &p, &attacker_key, &[]).fails_with(128);
+    for key in [&k.k1, &k.k2] {
+        let out = decrypt(&sb, Tool::Sops, &p, key, &[]).ok();
+        assert_same_values(
+            &out.stdout,
+            YAML.as_bytes(),
+            Format::Yaml,
+            "sops after rotate",
+        );
+    }
+
+    // updatekeys drops it too (and says the key itself is unchanged).
+    sb.write("u.enc.yaml", &injected);
+    let mut c = sb.lockstep(["updatekeys", "-y", "u.enc.yaml"]);
+    c.env("SOPS_AGE_KEY_FILE", &k.k1);
+    let out = run(&mut c).ok();
+    assert!(
+        out.stderr
+            .contains(&format!("dropped recipient {attacker}")),
+        "{}",
+        out.stderr
+    );
+    assert!(!sops_block(&read(&sb.path("u.enc.yaml"))).contains(&attacker));
+    run(&mut sb.lockstep(["check", "u.enc.yaml"])).ok();
+}
+
+/// Without a rule, `rotate` can only use the file's list, and prints whom it wraps for.
+#[test]
+fn rotate_without_a_rule_prints_the_recipients_it_wraps_for() {
+    let sb = Sandbox::new();
+    let k = keys(&sb);
+    let src = sb.write("r.yaml", YAML.as_bytes());
+    let enc = encrypt(
+        &sb,
+        Tool::Sops,
+        &src,
+        &["--age", &format!("{},{}", k.r1, k.r2)],
+    );
+    sb.write("r.enc.yaml", &enc);
+    let mut c = sb.lockstep(["rotate", "r.enc.yaml"]);
+    c.env("SOPS_AGE_KEY_FILE", &k.k1);
+    let out = run(&mut c).ok();
+    assert!(
+        out.stderr.contains("no .sops.yaml rule covers this file")
+            && out.stderr.contains(&k.r1)
+            && out.stderr.contains(&k.r2),
+        "{}",
+        out.stderr
+    );
+}
+
 // ---- edit ----
 
 fn editor_script(sb: &Sandbox, name: &str, body: &str) -> PathBuf {

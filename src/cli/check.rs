@@ -28,18 +28,31 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     let files = lockstep::manifest::manifest_files(&a.paths)
         .map_err(|e| CliError::new(2, e.to_string()))?;
     let mut findings: Vec<Finding> = Vec::new();
+    // With a .sops.yaml, SOPS files whose recipients differ from their rule are findings.
+    let sops_config = common::load_config(ctx).ok().flatten();
     for f in &files {
         let policy_files: Vec<&Path> = policies.policies.iter().map(|p| p.file.as_path()).collect();
         if policy_files.contains(&f.as_path()) {
             continue;
         }
         match std::fs::read(f) {
-            Ok(bytes) => findings.extend(check::check_file(
-                f,
-                &bytes,
-                (!ids.is_empty()).then_some(&ids),
-                &policies,
-            )),
+            Ok(bytes) => {
+                findings.extend(check::check_file(
+                    f,
+                    &bytes,
+                    (!ids.is_empty()).then_some(&ids),
+                    &policies,
+                ));
+                if let Some(m) = sops_config.as_ref().and_then(|c| {
+                    lockstep::sops::recipients::check_file_against_config(c, f, &bytes)
+                }) {
+                    findings.push(Finding {
+                        file: f.clone(),
+                        line: 1,
+                        message: m.to_string(),
+                    });
+                }
+            }
             Err(e) => findings.push(Finding {
                 file: f.clone(),
                 line: 1,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use lockstep::sops::recipients::{self, DropReason, RecipientPlan};
 use lockstep::sops::{self, DecryptOptions, Format};
 
 use super::common::{self, CliError, CliResult, Context};
@@ -38,30 +39,44 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     sops::require_age_only(&file.metadata).map_err(|e| CliError::sops(&name, e))?;
     let add = common::parse_recipients(&a.add_age)?;
     let rm = common::parse_recipients(&a.rm_age)?;
-    let mut groups: Vec<Vec<lockstep::crypto::age_keys::AgeRecipient>> = file
-        .metadata
-        .key_groups
-        .iter()
-        .map(|g| {
-            g.age
-                .iter()
-                .map(|k| lockstep::crypto::age_keys::AgeRecipient::parse(&k.recipient))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<Vec<_>, _>>()
+    // The file's recipient list is not authenticated: where a rule covers the file, the
+    // rule (plus --add-age) decides who receives the new data key.
+    let rule_groups = match &config {
+        Some(c) => match c.rule_for(&common::rule_path(&a.file, None)) {
+            Ok(rule) if rule.has_keys() => Some(common::settings_from_rule(rule, &c.path)?.groups),
+            _ => None,
+        },
+        None => None,
+    };
+    let plan = recipients::plan(&file.metadata, rule_groups, &add, &rm)
         .map_err(|e| CliError::new(1, format!("{name}: {e}")))?;
-    for g in groups.iter_mut() {
-        g.retain(|r| !rm.iter().any(|x| x.text == r.text));
-    }
-    if let Some(first) = groups.first_mut() {
-        for r in add {
-            if !first.iter().any(|x| x.text == r.text) {
-                first.push(r);
-            }
-        }
-    }
+    report_plan(&name, &plan);
+    let groups = plan.groups;
     let out = file
         .rotate(Some(&groups), fmt, layout)
         .map_err(|e| CliError::sops(&name, e))?;
     common::emit(&a.file, a.in_place, None, &out)
+}
+
+/// Tells on stderr whom the new key goes to, and every listed recipient left out.
+pub fn report_plan(name: &str, plan: &RecipientPlan) {
+    for (r, why) in &plan.dropped {
+        let why = match why {
+            DropReason::Removed => "removed with --rm-age",
+            DropReason::NotInRule => "listed in the file but not in the .sops.yaml creation rule",
+        };
+        eprintln!("lockstep: {name}: dropped recipient {r} ({why})");
+    }
+    if !plan.from_rule {
+        let all: Vec<&str> = plan
+            .groups
+            .iter()
+            .flatten()
+            .map(|r| r.text.as_str())
+            .collect();
+        eprintln!(
+            "lockstep: {name}: no .sops.yaml rule covers this file; wrapping for the recipients its metadata lists (not authenticated, check them): {}",
+            all.join(", ")
+        );
+    }
 }

@@ -21,6 +21,9 @@ pub struct Args {
     yes: bool,
     #[arg(long, value_enum)]
     input_type: Option<Format>,
+    /// Also wrap for these age recipients, besides the rule's (comma-separated; repeatable).
+    #[arg(long, value_name = "RECIPIENTS")]
+    add_age: Vec<String>,
 }
 
 pub fn run(ctx: &Context, a: Args) -> CliResult {
@@ -41,12 +44,13 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let add = common::parse_recipients(&a.add_age)?;
     let mut failed = None;
     let (mut changed, mut same) = (0, 0);
     for file in &a.files {
         let name = common::display_name(file);
         bar.set_message(name.clone());
-        match update_one(&config, file, a.input_type, &ids, &searched, layout) {
+        match update_one(&config, file, a.input_type, &add, &ids, &searched, layout) {
             Ok(true) => changed += 1,
             Ok(false) => same += 1,
             Err(e) => {
@@ -79,6 +83,7 @@ fn update_one(
     config: &sops::config::Config,
     file: &std::path::Path,
     input_type: Option<Format>,
+    add: &[lockstep::crypto::age_keys::AgeRecipient],
     ids: &lockstep::crypto::age_keys::Identities,
     searched: &[String],
     layout: sops::Layout,
@@ -92,13 +97,17 @@ fn update_one(
     let input = common::read_input(file)?;
     let encrypted = sops::load_encrypted(&input, fmt).map_err(|e| CliError::sops(&name, e))?;
     sops::require_age_only(&encrypted.metadata).map_err(|e| CliError::sops(&name, e))?;
+    // Only the rule's recipients (and --add-age) receive the key: the file's own list
+    // is not authenticated, so an entry added to it is dropped, and said so.
+    let plan = sops::recipients::plan(&encrypted.metadata, Some(settings.groups.clone()), add, &[])
+        .map_err(|e| CliError::new(1, format!("{name}: {e}")))?;
     let current: Vec<Vec<&str>> = encrypted
         .metadata
         .key_groups
         .iter()
         .map(|g| g.age.iter().map(|k| k.recipient.as_str()).collect())
         .collect();
-    let wanted: Vec<Vec<&str>> = settings
+    let wanted: Vec<Vec<&str>> = plan
         .groups
         .iter()
         .map(|g| g.iter().map(|r| r.text.as_str()).collect())
@@ -108,31 +117,23 @@ fn update_one(
     if current == wanted && threshold_same {
         return Ok(false);
     }
-    let added: Vec<&&str> = wanted
+    for r in wanted
         .iter()
         .flatten()
         .filter(|r| !current.iter().flatten().any(|c| c == *r))
-        .collect();
-    let removed: Vec<&&str> = current
-        .iter()
-        .flatten()
-        .filter(|r| !wanted.iter().flatten().any(|c| c == *r))
-        .collect();
-    for r in &added {
+    {
         tracing::info!("{name}: adding recipient {r}");
     }
-    for r in &removed {
-        tracing::info!("{name}: removing recipient {r}");
+    super::rotate::report_plan(&name, &plan);
+    if !plan.dropped.is_empty() {
+        eprintln!(
+            "lockstep: {name}: the data key is unchanged; run `lockstep rotate` so that dropped recipients cannot read later values"
+        );
     }
     let decrypted = sops::decrypt(&input, fmt, ids, searched, DecryptOptions::default())
         .map_err(|e| CliError::sops(&name, e))?;
     let out = decrypted
-        .with_key_groups(
-            encrypted,
-            &settings.groups,
-            settings.shamir_threshold,
-            layout,
-        )
+        .with_key_groups(encrypted, &plan.groups, settings.shamir_threshold, layout)
         .map_err(|e| CliError::sops(&name, e))?;
     common::write_atomic(file, &out)?;
     Ok(true)

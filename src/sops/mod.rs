@@ -8,6 +8,7 @@ pub mod cipher;
 pub mod config;
 pub mod gotime;
 pub mod metadata;
+pub mod recipients;
 pub mod shamir;
 pub mod stores;
 pub mod tree;
