@@ -9,7 +9,7 @@ use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  # cluster key rotation: open with the old key, seal to the new one and the break-glass key\n  lockstep reseal --identity old-cluster.txt --recipient age1new... --recipient age1breakglass... clusters/prod/\n\nFiles already sealed to exactly the given set are left byte-identical. A file that fails\nis left untouched and reported; the others go on. Exit status 1 if any file failed."
+    after_help = "Examples:\n  # cluster key rotation: open with the old key, seal to the new one and the break-glass key\n  lockstep reseal --identity old-cluster.txt --recipient age1new... --recipient age1breakglass... clusters/prod/\n\nFiles already sealed to exactly the given set are left byte-identical; that is decided\nfrom each value's age header (stanza count and types, SSH key tags) and by checking that\nno --identity outside the set opens it, never from spec.recipients alone. A file that fails\nis left untouched and reported; the others go on. Exit status 1 if any file failed."
 )]
 pub struct Args {
     /// Files or directories (walked recursively for .yaml/.yml/.json).
@@ -68,6 +68,11 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         "reseal: {changed} file(s) resealed ({objects} SealedSecrets), {unchanged} already sealed to this set, {failed} failed, {} scanned",
         files.len()
     );
+    if unchanged > 0 {
+        eprintln!(
+            "reseal: \"already sealed\" is judged from the age headers and the given identities; X25519 stanzas do not name their key, so give the old identity with --identity to prove it no longer opens them"
+        );
+    }
     if failed > 0 {
         return Err(CliError::new(
             1,

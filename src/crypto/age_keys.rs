@@ -142,6 +142,8 @@ pub fn parse_recipients_file(text: &str, source_name: &str) -> Result<Vec<AgeRec
 #[derive(Default)]
 pub struct Identities {
     ids: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// The recipient of each identity in `ids` where lockstep can derive it (X25519).
+    publics: Vec<Option<String>>,
     /// Where the identities came from, for error messages.
     pub sources: Vec<String>,
 }
@@ -168,6 +170,7 @@ impl Identities {
             return Err(KeyError::EncryptedIdentityFile(source_name.to_owned()));
         }
         let mut found: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        let mut publics = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -178,10 +181,12 @@ impl Identities {
                     source_name: source_name.to_owned(),
                     line: i + 1,
                 })?;
+            publics.push(Some(id.to_public().to_string()));
             found.push(Box::new(id));
         }
         let n = found.len();
         self.ids.extend(found);
+        self.publics.extend(publics);
         self.sources.push(source_name.to_owned());
         Ok(n)
     }
@@ -206,8 +211,27 @@ impl Identities {
             }
         }
         self.ids.push(Box::new(id));
+        self.publics.push(None);
         self.sources.push(source_name.to_owned());
         Ok(())
+    }
+
+    /// The recipient of an identity here, not among `wanted`, that opens `file`, if any.
+    /// This is how a value still sealed to an old key is found even when the recipient
+    /// list stored next to it claims otherwise. Identities whose recipient lockstep cannot
+    /// derive (SSH keys) are not tried.
+    pub fn outside_opener(&self, file: &[u8], wanted: &[String]) -> Option<String> {
+        self.ids.iter().zip(&self.publics).find_map(|(id, public)| {
+            let public = public.as_ref()?;
+            if wanted.iter().any(|w| w.trim() == public) {
+                return None;
+            }
+            let reader = age::armor::ArmoredReader::new(file);
+            let dec = age::Decryptor::new(reader).ok()?;
+            dec.decrypt(std::iter::once(id.as_ref() as &dyn age::Identity))
+                .ok()
+                .map(|_| public.clone())
+        })
     }
 
     /// Opens an armored (or binary) age file holding a data key or share.

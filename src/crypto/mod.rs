@@ -2,6 +2,7 @@
 pub mod age_keys;
 pub mod identity_sources;
 pub mod inventory;
+pub mod stanzas;
 
 /// Fills an array from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

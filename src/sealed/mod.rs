@@ -672,6 +672,37 @@ pub fn reseal(
     seal(&plain, recipients, sealed.scope)
 }
 
+/// Whether every value of `sealed` really is sealed to `recipients`, judged from the age
+/// headers rather than from `spec.recipients` (which nothing authenticates): the stanzas
+/// must be the ones sealing to `recipients` writes (count, types, SSH key tags), and no
+/// identity at hand whose recipient is outside the set may open the value. X25519
+/// stanzas do not name their key, so a value sealed to as many other X25519 keys, none
+/// of whose identities is given, passes; giving the old identity closes that gap.
+pub fn sealed_exactly_to(
+    sealed: &SealedSecret,
+    ids: &Identities,
+    recipients: &[AgeRecipient],
+) -> Result<bool, SealError> {
+    let wanted: Vec<String> = recipients.iter().map(|r| r.text.clone()).collect();
+    for (key, b64) in &sealed.encrypted_data {
+        let file = STANDARD.decode(b64.trim()).map_err(|_| {
+            fail(
+                &sealed.object(),
+                Some(key),
+                "encrypted value is not valid base64",
+            )
+        })?;
+        let stanzas = crate::crypto::stanzas::header_stanzas(&file)
+            .map_err(|e| fail(&sealed.object(), Some(key), e))?;
+        if !crate::crypto::stanzas::stanzas_match(&stanzas, recipients)
+            || ids.outside_opener(&file, &wanted).is_some()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The outcome of resealing one file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ResealOutcome {
@@ -702,7 +733,7 @@ pub fn reseal_file(
             }
             found += 1;
             let sealed = sealed_from_node(doc, &format!("document {}", i + 1))?;
-            if sealed.recipient_set() == wanted {
+            if sealed.recipient_set() == wanted && sealed_exactly_to(&sealed, ids, recipients)? {
                 continue;
             }
             *doc = reseal(&sealed, ids, recipients)?.to_node();
@@ -867,6 +898,42 @@ mod tests {
         assert_eq!(parsed, s);
         assert_eq!(emit_documents(&[parsed.to_node()]), text);
         assert!(unseal(&parsed, &ids).is_ok());
+    }
+
+    /// `spec.recipients` claims the new set, but the values are still sealed to the old
+    /// key (or to one key too many): reseal decides from the age headers and the old
+    /// identity, not from the claim.
+    #[test]
+    fn reseal_does_not_trust_spec_recipients() {
+        let (old_ids, old) = key();
+        let (new_ids, new) = key();
+        let (_, extra) = key();
+        let new_set = std::slice::from_ref(&new);
+        for sealed_to in [vec![old.clone()], vec![new.clone(), extra.clone()]] {
+            let mut s = seal(&secret(Some("p")), &sealed_to, Scope::Strict).unwrap();
+            s.recipients = vec![new.text.clone()];
+            let text = emit_documents(&[s.to_node()]);
+            let ids = if sealed_to.len() == 1 {
+                &old_ids
+            } else {
+                &new_ids
+            };
+            let ResealOutcome::Changed { text: out, .. } =
+                reseal_file(text.as_bytes(), ids, new_set).unwrap()
+            else {
+                panic!("a value sealed to {sealed_to:?} was left as it was");
+            };
+            let docs = load_documents(out.as_bytes()).unwrap();
+            let back = sealed_from_node(&docs[0], "document 1").unwrap();
+            assert!(unseal(&back, &new_ids).is_ok());
+            assert!(unseal(&back, &old_ids).is_err());
+            assert!(sealed_exactly_to(&back, &old_ids, new_set).unwrap());
+            // Already right: left byte-identical, even with the old identity at hand.
+            assert_eq!(
+                reseal_file(out.as_bytes(), &old_ids, new_set).unwrap(),
+                ResealOutcome::Unchanged
+            );
+        }
     }
 
     #[test]
