@@ -968,6 +968,48 @@ fn reseal_a_tree_of_200_files() {
     assert!(snapshot == after, "a no-op reseal changed files");
 }
 
+/// A Git writer edits `spec.recipients` to claim the new key while the values stay
+/// sealed to the old one: `reseal` still reseals them, and `keys inventory` reports
+/// that the list does not match the age headers.
+#[test]
+fn reseal_and_inventory_do_not_trust_an_edited_recipient_list() {
+    let sb = Sandbox::new();
+    let (old, r_old) = sb.keygen("old.txt");
+    let (new, r_new) = sb.keygen("new.txt");
+    let (_, r_other) = sb.keygen("other.txt");
+    let input = sb.write("in/secret.yaml", secret_yaml(Some("payments"), "db"));
+    let text =
+        String::from_utf8(seal(&sb, &["-r", &r_old, "-r", &r_other], &input)).expect("utf-8");
+    std::fs::remove_file(&input).expect("remove plaintext");
+    let lying = text.replacen(&format!("- {r_old}\n"), "", 1);
+    let lying = lying.replacen(&r_other, &r_new, 1);
+    assert!(!lying.contains(&r_old) && lying.contains(&r_new), "{lying}");
+    let p = sb.write("tree/db.yaml", &lying);
+
+    let out = run(&mut sb.lockstep(["keys", "inventory", s(&sb.path("tree"))])).ok();
+    assert!(
+        out.stdout_str().contains("2: X25519, X25519")
+            && out
+                .stderr
+                .contains("recipients do not match the age headers"),
+        "{}",
+        out.all_text()
+    );
+
+    let out = run(&mut sb.lockstep(["reseal", "--identity", s(&old), "-r", &r_new, s(&p)])).ok();
+    assert_no_leak(&out, CANARY.as_bytes());
+    assert!(
+        out.stderr.contains("reseal: 1 file(s) resealed"),
+        "{}",
+        out.stderr
+    );
+    unseal(&sb, &[&new], &[], &p).ok();
+    let refused = unseal(&sb, &[&old], &[], &p);
+    assert_ne!(refused.code, 0, "the old key still opens the resealed file");
+    let out = run(&mut sb.lockstep(["keys", "inventory", s(&p)])).ok();
+    assert!(!out.stderr.contains("do not match"), "{}", out.stderr);
+}
+
 #[test]
 fn keys_inventory_lists_sealed_and_sops_files() {
     let sb = Sandbox::new();
@@ -997,30 +1039,38 @@ fn keys_inventory_lists_sealed_and_sops_files() {
     assert_no_leak(&table, CANARY.as_bytes());
     let text = table.stdout_str();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "FILE\tKIND\tOBJECT\tRECIPIENTS", "{text}");
+    assert_eq!(
+        lines[0], "FILE\tKIND\tOBJECT\tRECIPIENTS\tSTANZAS",
+        "{text}"
+    );
+    assert!(
+        table.stderr.contains("nothing authenticates them"),
+        "{}",
+        table.stderr
+    );
     let rel = |p: &str| format!("{}/{p}", s(&repo));
     let expected = [
         format!(
-            "{}\tSealedSecret\tSealedSecret payments/db\t{r1}",
+            "{}\tSealedSecret\tSealedSecret payments/db\t{r1}\t1: X25519",
             rel("a/one.sealed.yaml")
         ),
         format!(
-            "{}\tSealedSecret\tSealedSecret team-0/m-000\t{r2}",
+            "{}\tSealedSecret\tSealedSecret team-0/m-000\t{r2}\t1: X25519",
             rel("b/list.sealed.json")
         ),
         format!(
-            "{}\tSealedSecret\tSealedSecret team-1/m-001\t{r2}",
+            "{}\tSealedSecret\tSealedSecret team-1/m-001\t{r2}\t1: X25519",
             rel("b/list.sealed.json")
         ),
         format!(
-            "{}\tSealedSecret\tSealedSecret team-0/m-000\t{r1},{r2}",
+            "{}\tSealedSecret\tSealedSecret team-0/m-000\t{r1},{r2}\t2: X25519, X25519",
             rel("b/two.sealed.yaml")
         ),
         format!(
-            "{}\tSealedSecret\tSealedSecret team-1/m-001\t{r1},{r2}",
+            "{}\tSealedSecret\tSealedSecret team-1/m-001\t{r1},{r2}\t2: X25519, X25519",
             rel("b/two.sealed.yaml")
         ),
-        format!("{}\tSOPS\tyaml\t{r2}", rel("c/secret.enc.yaml")),
+        format!("{}\tSOPS\tyaml\t{r2}\t1: X25519", rel("c/secret.enc.yaml")),
     ];
     assert_eq!(&lines[1..], expected.as_slice(), "{text}");
 

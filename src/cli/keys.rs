@@ -27,7 +27,7 @@ struct InventoryArgs {
     /// formats can be named directly).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Only list entries encrypted to this recipient.
+    /// Only list entries whose (unverified) recipient list names this recipient.
     #[arg(long, value_name = "RECIPIENT")]
     recipient: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
@@ -77,20 +77,34 @@ fn inventory_cmd(a: InventoryArgs) -> CliResult {
                 + "\n"
         }
         Output::Table => {
-            let mut s = String::from("FILE\tKIND\tOBJECT\tRECIPIENTS\n");
+            let mut s = String::from("FILE\tKIND\tOBJECT\tRECIPIENTS\tSTANZAS\n");
             for e in &entries {
                 s.push_str(&format!(
-                    "{}\t{}\t{}\t{}\n",
+                    "{}\t{}\t{}\t{}\t{}\n",
                     e.file,
                     e.kind,
                     e.object,
-                    e.recipients.join(",")
+                    e.recipients.join(","),
+                    e.stanzas.join("; ")
                 ));
             }
             s
         }
     };
     common::write_stdout(text.as_bytes())?;
+    for e in &entries {
+        for m in &e.mismatches {
+            eprintln!(
+                "lockstep: {}: {}: recipients do not match the age headers: {m}",
+                e.file, e.object
+            );
+        }
+    }
+    if !entries.is_empty() {
+        eprintln!(
+            "note: recipient lists are what the files say, and nothing authenticates them; the stanzas are what the age headers show (X25519 stanzas do not name their key, SSH stanzas carry a key tag)"
+        );
+    }
     if failed > 0 {
         return Err(CliError::new(
             1,
