@@ -939,6 +939,54 @@ fn failed_edits_leave_the_file_and_tmpdir_untouched() {
     assert!(tmp_is_empty(&sb).is_empty());
 }
 
+/// Equal values at different positions of one list share the AAD (list indices are not
+/// part of it), so one ciphertext is valid at both. sops 3.11's `edit` reuses one IV for
+/// both and writes identical ciphertexts, showing in Git that they are equal; lockstep
+/// keeps each value's own ciphertext, and splits ones that sops made identical.
+#[test]
+fn edit_never_gives_equal_list_values_one_ciphertext() {
+    let sb = Sandbox::new();
+    let k = keys(&sb);
+    let src = sb.write("l.yaml", "l:\n    - canary-eq\n    - canary-eq\nother: x\n");
+    let enc = encrypt(&sb, Tool::Sops, &src, &["--age", &k.r1]);
+    std::fs::remove_file(&src).expect("remove plaintext");
+    let p = sb.write("l.enc.yaml", &enc);
+    let before = ciphertexts(&enc);
+    assert_ne!(before[0], before[1]);
+    let ed = editor_script(&sb, "ed.sh", "sed -i 's/^other: .*/other: y/' \"$1\"");
+
+    edit(&sb, "l.enc.yaml", &ed, &k.k1).ok();
+    let after = ciphertexts(&read(&p));
+    assert_eq!(
+        after[..2],
+        before[..2],
+        "unchanged values lost their ciphertext"
+    );
+
+    // What sops itself writes after an edit.
+    let ed2 = editor_script(&sb, "ed2.sh", "sed -i 's/^other: .*/other: z/' \"$1\"");
+    let mut c = sb.sops(["edit", "l.enc.yaml"]);
+    c.env("SOPS_AGE_KEY_FILE", &k.k1).env("EDITOR", &ed2);
+    run(&mut c).ok();
+    let by_sops = ciphertexts(&read(&p));
+    eprintln!(
+        "sops edit gives equal list values equal ciphertexts: {}",
+        by_sops[0] == by_sops[1]
+    );
+
+    let ed3 = editor_script(&sb, "ed3.sh", "sed -i 's/^other: .*/other: w/' \"$1\"");
+    edit(&sb, "l.enc.yaml", &ed3, &k.k1).ok();
+    let split = ciphertexts(&read(&p));
+    assert_ne!(split[0], split[1], "lockstep edit wrote equal ciphertexts");
+    let out = decrypt(&sb, Tool::Sops, &p, &k.k1, &[]).ok();
+    assert_same_values(
+        &out.stdout,
+        b"l:\n    - canary-eq\n    - canary-eq\nother: w\n",
+        Format::Yaml,
+        "sops after lockstep edit",
+    );
+}
+
 /// A `kill` or a closed terminal while the editor runs: the editor is stopped and the
 /// plaintext file and its directory are gone before lockstep exits; the file is unchanged.
 #[test]
