@@ -807,6 +807,12 @@ fn injected_recipient_gets_no_key_when_a_rule_covers_the_file() {
     );
     assert!(!sops_block(&read(&sb.path("u.enc.yaml"))).contains(&attacker));
     run(&mut sb.lockstep(["check", "u.enc.yaml"])).ok();
+    // --add-age adds to the rule's recipients (and check then reports the extra one).
+    let mut c = sb.lockstep(["updatekeys", "-y", "--add-age", &k.r2, "u.enc.yaml"]);
+    c.env("SOPS_AGE_KEY_FILE", &k.k1);
+    run(&mut c).ok();
+    decrypt(&sb, Tool::Sops, &sb.path("u.enc.yaml"), &k.k2, &[]).ok();
+    run(&mut sb.lockstep(["check", "u.enc.yaml"])).fails_with(1);
 }
 
 /// Without a rule, `rotate` can only use the file's list, and prints whom it wraps for.

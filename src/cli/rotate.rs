@@ -30,7 +30,12 @@ pub struct Args {
 pub fn run(ctx: &Context, a: Args) -> CliResult {
     let name = common::display_name(&a.file);
     let fmt = a.input_type.unwrap_or_else(|| Format::for_path(&a.file));
-    let config = common::load_config(ctx).ok().flatten();
+    // A .sops.yaml that cannot be read is said so: rotate then falls back to the file's
+    // own recipients, which it prints.
+    let config = common::load_config(ctx).unwrap_or_else(|e| {
+        eprintln!("lockstep: ignoring .sops.yaml: {}", e.message);
+        None
+    });
     let layout = common::layout(config.as_ref(), None);
     let input = common::read_input(&a.file)?;
     let (ids, searched) = common::identities(ctx);
