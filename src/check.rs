@@ -182,11 +182,21 @@ pub fn check_file(
                 }
             }
         }
+        let api = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+        // A document with neither is not a manifest (values files and the like); one with
+        // only one, or a non-string one, is a broken object `render` would refuse.
+        let names_a_type = doc.get("apiVersion").is_some() || doc.get("kind").is_some();
+        if names_a_type && (api.is_empty() || kind.is_empty()) {
+            add(
+                line,
+                "not a Kubernetes object (apiVersion and kind are required)".to_owned(),
+            );
+            continue;
+        }
         if policies.policies.is_empty() {
             continue;
         }
-        let api = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
         if api.is_empty() || kind.is_empty() || crate::policy::is_policy(doc) {
             continue;
         }

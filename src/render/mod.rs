@@ -668,6 +668,47 @@ mod tests {
     }
 
     #[test]
+    fn a_sops_file_is_held_to_the_manifest_rules_when_rendered() {
+        let (ids, r) = ids();
+        let settings = sops::EncryptSettings {
+            groups: vec![vec![AgeRecipient::parse(&r).unwrap()]],
+            selection: Some(sops::metadata::Selection::EncryptedRegex(
+                "^(data|stringData)$".into(),
+            )),
+            ..Default::default()
+        };
+        // sops' reading checks duplicate keys in the first document only, so this
+        // encrypts and decrypts as sops would; rendering it must still fail.
+        let plain = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: team-a\n  namespace: kube-system\nstringData: {p: canary-sd2}\n";
+        let enc = sops::encrypt(
+            plain,
+            Format::Yaml,
+            Format::Yaml,
+            &settings,
+            sops::Layout::default(),
+        )
+        .unwrap();
+        assert!(sops::decrypt(&enc, Format::Yaml, &ids, &[], DecryptOptions::default()).is_ok());
+        let opts = RenderOptions {
+            sops_identities: &ids,
+            sealing_identities: &ids,
+            destination_namespace: None,
+            vault: &NoVault,
+            limits: Limits::default(),
+        };
+        let mut out = Vec::new();
+        let e = render_file(Path::new("s.enc.yaml"), &enc, &opts, &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s.enc.yaml: ")
+                && e.contains("mapping key \"namespace\" already defined at line"),
+            "{e}"
+        );
+        assert!(out.is_empty() && !e.contains("canary"), "{e}");
+    }
+
+    #[test]
     fn every_place_a_secret_value_can_hide_is_redacted() {
         let none = Identities::default();
         let opts = RenderOptions {
