@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::crypto::age_keys::Identities;
+use crate::manifest::ManifestFile;
 use crate::policy::{PolicySet, Subject};
 use crate::render::{parse_vault_ref, scrub_quoted};
 use crate::sealed;
 use crate::sops::tree::{MapItem, Node, Scalar};
-use crate::sops::{self, DecryptOptions, Format};
+use crate::sops::{self, DecryptOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -64,15 +65,6 @@ fn document_lines(text: &str) -> Vec<usize> {
     starts
 }
 
-fn line_in_message(msg: &str) -> Option<usize> {
-    let idx = msg.find("line ")?;
-    msg[idx + 5..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
-
 fn secret_values(doc: &Node) -> Vec<(String, &Node)> {
     let mut out = Vec::new();
     for field in ["data", "stringData"] {
@@ -122,15 +114,12 @@ pub fn check_file(
             message,
         })
     };
-    let format = if Format::for_path(path) == Format::Json {
-        Format::Json
-    } else {
-        Format::Yaml
-    };
-    let (docs, is_sops) = match sops::load_encrypted(bytes, format) {
-        Ok(enc) => {
+    // The same reading as `render` (and the reconciler): one strict parse, Lists expanded.
+    let (docs, is_sops) = match crate::manifest::read_file(path, bytes) {
+        Ok(ManifestFile::Sops(enc)) => {
             if let Some(ids) = ids
-                && let Err(e) = sops::decrypt(bytes, format, ids, &[], DecryptOptions::default())
+                && let Err(e) =
+                    sops::decrypt(bytes, enc.format, ids, &[], DecryptOptions::default())
             {
                 add(
                     1,
@@ -142,30 +131,30 @@ pub fn check_file(
             }
             (enc.docs, true)
         }
-        Err(sops::SopsError::NoMetadata) => match crate::manifest::load_documents(bytes) {
-            Ok(d) => (d, false),
-            Err(e) => {
-                add(
-                    line_in_message(&e).unwrap_or(1),
-                    format!("does not parse: {}", scrub_quoted(&e)),
-                );
-                return findings;
-            }
-        },
+        Ok(ManifestFile::Plain(d)) => (d, false),
         Err(e) => {
-            let m = scrub_quoted(&e.to_string());
             add(
-                line_in_message(&m).unwrap_or(1),
-                format!("cannot be read: {m}"),
+                e.line.unwrap_or(1),
+                format!("does not parse: {}", scrub_quoted(&e.to_string())),
             );
             return findings;
         }
     };
-    for (i, doc) in docs.iter().enumerate() {
+    let objects = match crate::manifest::objects(docs) {
+        Ok(o) => o,
+        Err(e) => {
+            add(
+                line_of(e.document.unwrap_or(1) - 1),
+                format!("is not a valid object: {}", scrub_quoted(&e.to_string())),
+            );
+            return findings;
+        }
+    };
+    for (document, doc) in &objects {
         if !matches!(doc, Node::Map(items) if !items.is_empty()) {
             continue;
         }
-        let line = line_of(i);
+        let line = line_of(document - 1);
         if is_secret(doc) {
             for (key, v) in secret_values(doc) {
                 let plain = match v {
@@ -193,11 +182,21 @@ pub fn check_file(
                 }
             }
         }
+        let api = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+        // A document with neither is not a manifest (values files and the like); one with
+        // only one, or a non-string one, is a broken object `render` would refuse.
+        let names_a_type = doc.get("apiVersion").is_some() || doc.get("kind").is_some();
+        if names_a_type && (api.is_empty() || kind.is_empty()) {
+            add(
+                line,
+                "not a Kubernetes object (apiVersion and kind are required)".to_owned(),
+            );
+            continue;
+        }
         if policies.policies.is_empty() {
             continue;
         }
-        let api = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
-        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
         if api.is_empty() || kind.is_empty() || crate::policy::is_policy(doc) {
             continue;
         }

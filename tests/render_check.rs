@@ -593,10 +593,19 @@ fn the_canary_never_appears_without_reveal_in_output_errors_or_trace_logs() {
     let sb = Sandbox::new();
     let app = real_sops_app(&sb);
     let b64 = STANDARD.encode(CANARY);
-    // A plaintext Secret renders redacted too.
+    // A plaintext Secret renders redacted too, and so does the copy of it kubectl keeps
+    // in an annotation, a Secret inside a List inside a List, and a misplaced field.
     sb.write("plain-app/secret.yaml", canary_secret("p", "team-a"));
+    sb.write(
+        "plain-app/list.json",
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [{{"apiVersion": "v1", "kind": "List", "items": [
+  {{"apiVersion": "v1", "kind": "Secret", "strigData": {{"p": "{CANARY}"}}, "metadata": {{"name": "l", "namespace": "team-a",
+    "annotations": {{"kubectl.kubernetes.io/last-applied-configuration": "{{\"stringData\":{{\"p\":\"{CANARY}\"}}}}"}}}}}}]}}]}}"#
+        ),
+    );
     // Inputs that fail, each with the canary inside.
-    let bad: [(&str, String); 6] = [
+    let bad: [(&str, String); 9] = [
         // The value under a tag it cannot have: parsers like to quote the value.
         (
             "tagged.yaml",
@@ -623,6 +632,13 @@ fn the_canary_never_appears_without_reveal_in_output_errors_or_trace_logs() {
             ),
         ),
         ("scalar-doc.yaml", format!("{CANARY}\n")),
+        // A lone JSON or YAML string: sops' reader quotes it whole.
+        ("scalar-doc.json", format!("\"{CANARY}\"\n")),
+        ("quoted-scalar-doc.yaml", format!("'{CANARY}'\n")),
+        (
+            "scalar-second-doc.yaml",
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n---\n\"{CANARY}\"\n"),
+        ),
         // A policy violation on a Secret holding the canary.
         ("kube-system.yaml", canary_secret("s", "kube-system")),
     ];
@@ -730,4 +746,102 @@ fn the_canary_never_appears_without_reveal_in_output_errors_or_trace_logs() {
         "{}",
         out.all_text()
     );
+}
+
+/// One reading of a manifest: the hostile corpus (also the fuzz seeds
+/// fuzz/seeds/render_file/hostile-*) goes through `check --policy` and `render --policy`,
+/// which must agree with each other and with what the file's name says: `refused-*` is
+/// an error in both (naming the file and line or document), `denied-*` parses and is
+/// denied by policy for the same objects in both, `ok-*` passes both.
+#[test]
+fn check_render_and_policy_agree_on_the_hostile_corpus() {
+    let sb = Sandbox::new();
+    let p = repo(POLICY);
+    let seeds = repo("fuzz/seeds/render_file");
+    let mut corpus: Vec<_> = std::fs::read_dir(&seeds)
+        .expect("seeds")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("hostile-"))
+        .collect();
+    corpus.sort();
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for name in &corpus {
+        let outcome = ["refused", "denied", "ok"]
+            .into_iter()
+            .find(|o| name.starts_with(&format!("hostile-{o}-")))
+            .unwrap_or_else(|| panic!("{name}: name does not say refused, denied or ok"));
+        *seen.entry(outcome).or_default() += 1;
+        let dir = sb.path(&format!("corpus/{name}.d"));
+        sb.copy_in(&seeds.join(name), &format!("corpus/{name}.d/{name}"));
+        let rendered = run(&mut sb.lockstep(["render", s(&dir), "--policy", s(&p)]));
+        let checked = run(&mut sb.lockstep(["check", "--policy", s(&p), s(&dir)]));
+        let findings: Vec<String> = checked.stdout_str().lines().map(str::to_owned).collect();
+        let file = dir.join(name);
+        let check_prefix = format!("{}:", file.display());
+        for f in &findings {
+            assert!(f.starts_with(&check_prefix), "{name}: {f}");
+        }
+        match outcome {
+            "ok" => {
+                rendered.ok();
+                checked.ok();
+            }
+            "refused" => {
+                assert_refused(&rendered, 1, &[name]);
+                assert!(
+                    !rendered.stderr.contains("denied by policy"),
+                    "{name}: {}",
+                    rendered.stderr
+                );
+                assert_eq!(checked.code, 1, "{name}: {}", checked.all_text());
+                assert_eq!(findings.len(), 1, "{name}: {findings:?}");
+                assert!(
+                    findings[0].contains("does not parse")
+                        || findings[0].contains("is not a valid object")
+                        || findings[0].contains("not a Kubernetes object"),
+                    "{name}: {findings:?}"
+                );
+                // The reason is the same in both.
+                let after_line = findings[0].split_once(": ").map_or("", |(_, r)| r);
+                let reason = match after_line.split_once(": ") {
+                    Some((_, r)) if !after_line.starts_with("not a Kubernetes object") => r,
+                    _ => after_line,
+                };
+                assert!(
+                    !reason.is_empty() && rendered.stderr.contains(reason),
+                    "{name}: check says {:?}, render says {}",
+                    findings[0],
+                    rendered.stderr
+                );
+            }
+            _ => {
+                assert_refused(&rendered, 1, &["nothing rendered"]);
+                assert_eq!(checked.code, 1, "{name}: {}", checked.all_text());
+                // `lockstep: DIR: FILE: OBJECT: denied …` and `DIR/FILE:LINE: OBJECT: denied …`
+                let render_prefix = format!("lockstep: {}: {name}: ", dir.display());
+                let mut from_render: Vec<&str> = rendered
+                    .stderr
+                    .lines()
+                    .filter_map(|l| l.strip_prefix(&render_prefix))
+                    .collect();
+                let mut from_check: Vec<&str> = findings
+                    .iter()
+                    .filter_map(|f| {
+                        f.strip_prefix(&check_prefix)?
+                            .trim_start_matches(|c: char| c.is_ascii_digit())
+                            .strip_prefix(": ")
+                    })
+                    .collect();
+                from_render.sort();
+                from_check.sort();
+                assert!(!from_render.is_empty(), "{name}: {}", rendered.stderr);
+                assert_eq!(from_render, from_check, "{name}");
+                assert_eq!(from_check.len(), findings.len(), "{name}: {findings:?}");
+            }
+        }
+    }
+    // The corpus covers every outcome.
+    assert!(seen.get("refused") >= Some(&8), "{seen:?}");
+    assert!(seen.get("denied") >= Some(&2), "{seen:?}");
+    assert!(seen.get("ok") >= Some(&1), "{seen:?}");
 }

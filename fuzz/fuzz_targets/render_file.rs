@@ -6,7 +6,10 @@
 //! out objects are findings.
 //!
 //! Seeds (fuzz/seeds/render_file) are the files of examples/, so mutations start from a
-//! SOPS file and a SealedSecret that open with the example keys.
+//! SOPS file and a SealedSecret that open with the example keys, and the hostile-* corpus
+//! of tests/render_check.rs (duplicate keys, Lists, merge keys, null namespaces, anchors).
+//! `check` and `render` read a file the same way: a file `check` cannot read is one
+//! `render` refuses.
 #![no_main]
 
 use std::path::Path;
@@ -73,10 +76,23 @@ fuzz_target!(|data: &[u8]| {
                 let _ = e.to_string();
             }
         }
+        let render_failed = render::render_file(rel, data, &opts, &mut Vec::new()).is_err();
         for ids in [None, Some(&f.sops)] {
             for finding in check::check_file(rel, data, ids, &f.policies) {
                 assert!(finding.line >= 1, "{finding}");
-                let _ = finding.to_string();
+                let m = &finding.message;
+                // Policy findings quote the object's kind and name, which can be any text:
+                // only a finding that cannot be one counts as a reading failure.
+                let reading_failure = (m.starts_with("does not parse: ")
+                    || m.starts_with("is not a valid object: ")
+                    || m == "not a Kubernetes object (apiVersion and kind are required)")
+                    && !m.contains(": denied by policy ");
+                if reading_failure {
+                    assert!(
+                        render_failed,
+                        "check cannot read what render renders: {finding}"
+                    );
+                }
             }
         }
     });

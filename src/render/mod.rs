@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::crypto::age_keys::Identities;
 use crate::sealed::{self, Scope};
 use crate::sops::tree::{MapItem, Node, Scalar};
-use crate::sops::{self, DecryptOptions, Format};
+use crate::sops::{self, DecryptOptions};
 
 /// Bounds on untrusted input.
 #[derive(Debug, Clone, Copy)]
@@ -244,14 +244,6 @@ pub fn render_dir(
     Ok(out)
 }
 
-fn is_empty_doc(doc: &Node) -> bool {
-    match doc {
-        Node::Map(items) => items.iter().all(|i| matches!(i, MapItem::Comment(_))),
-        Node::Scalar(Scalar::Null) => true,
-        _ => false,
-    }
-}
-
 /// Renders one file's documents into `out`; on an error `out` is unchanged.
 pub fn render_file(
     rel: &Path,
@@ -259,17 +251,18 @@ pub fn render_file(
     opts: &RenderOptions<'_>,
     out: &mut Vec<RenderedObject>,
 ) -> Result<(), RenderError> {
-    let format = if Format::for_path(rel) == Format::Json {
-        Format::Json
-    } else {
-        Format::Yaml
+    let manifest_err = |e: crate::manifest::ManifestError| RenderError {
+        file: rel.to_path_buf(),
+        object: e.document.map(|d| format!("document {d}")),
+        key: e.key.map(|k| format!("key path {k}")),
+        message: scrub_quoted(&e.message),
     };
     // A SOPS file: decrypt it whole (one data key and MAC for all its documents).
-    let (docs, from_sops) = match sops::load_encrypted(bytes, format) {
-        Ok(_) => {
+    let (docs, from_sops) = match crate::manifest::read_file(rel, bytes).map_err(manifest_err)? {
+        crate::manifest::ManifestFile::Sops(enc) => {
             let f = sops::decrypt(
                 bytes,
-                format,
+                enc.format,
                 opts.sops_identities,
                 &[],
                 DecryptOptions::default(),
@@ -277,21 +270,15 @@ pub fn render_file(
             .map_err(|e| err(rel, scrub_quoted(&e.to_string())))?;
             (f.docs, true)
         }
-        Err(_) => (
-            crate::manifest::load_documents(bytes).map_err(|e| err(rel, scrub_quoted(&e)))?,
-            false,
-        ),
+        crate::manifest::ManifestFile::Plain(docs) => (docs, false),
     };
-    let docs = crate::manifest::expand_lists(docs);
+    let objects = crate::manifest::objects(docs).map_err(manifest_err)?;
     // Render into a local list: on an error `out` is left as it was (no partial file).
-    let mut rendered = Vec::with_capacity(docs.len());
-    for (i, doc) in docs.into_iter().enumerate() {
-        if is_empty_doc(&doc) {
-            continue;
-        }
+    let mut rendered = Vec::with_capacity(objects.len());
+    for (document, doc) in objects {
         let origin = Origin {
             file: rel.to_path_buf(),
-            document: i + 1,
+            document,
         };
         rendered.push(render_doc(doc, origin, from_sops, opts)?);
     }
@@ -446,8 +433,9 @@ fn resolve_vault_refs(
 }
 
 /// Replaces every secret value with a redaction marker (what `render` prints without
-/// `--reveal`): a Secret's `data`/`stringData`, and for other objects that held secrets
-/// (a SOPS-encrypted ConfigMap, say) every value outside `apiVersion`, `kind` and `metadata`.
+/// `--reveal`): everything [`redact`] covers in a Secret, and for other objects that held
+/// secrets (a SOPS-encrypted ConfigMap, say) every value outside `apiVersion`, `kind` and
+/// `metadata`, plus the copy of the object kubectl keeps in an annotation.
 pub fn redact_object(obj: &mut RenderedObject) {
     let is_secret = obj.doc.get("kind").and_then(Node::as_str) == Some("Secret");
     if is_secret || !obj.holds_secrets {
@@ -456,10 +444,12 @@ pub fn redact_object(obj: &mut RenderedObject) {
     }
     if let Some(items) = obj.doc.as_map_mut() {
         for item in items.iter_mut() {
-            if let MapItem::Entry(k, v) = item
-                && !matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
-            {
-                redact_leaves(v);
+            if let MapItem::Entry(k, v) = item {
+                match k.as_str() {
+                    "apiVersion" | "kind" => {}
+                    "metadata" => redact_last_applied(v),
+                    _ => redact_leaves(v),
+                }
             }
         }
     }
@@ -480,7 +470,33 @@ fn redact_leaves(node: &mut Node) {
     }
 }
 
-/// Replaces every Secret value with a redaction marker.
+/// `kubectl apply` keeps the whole object it applied, values included, as JSON in this
+/// annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn redact_last_applied(metadata: &mut Node) {
+    let Some(items) = metadata.as_map_mut() else {
+        return;
+    };
+    for item in items.iter_mut() {
+        if let MapItem::Entry(k, Node::Map(annotations)) = item
+            && k == "annotations"
+        {
+            for a in annotations.iter_mut() {
+                if let MapItem::Entry(name, v) = a
+                    && name == LAST_APPLIED
+                {
+                    redact_leaves(v);
+                }
+            }
+        }
+    }
+}
+
+/// Replaces every value a Secret can hold with a redaction marker: `data` and
+/// `stringData` (whatever their shape), the last-applied-configuration annotation, and
+/// any other field but `apiVersion`, `kind`, `metadata`, `type` and `immutable` (the
+/// API server drops unknown fields, but the printed copy would still show them).
 pub fn redact(doc: &mut Node) {
     if doc.get("kind").and_then(Node::as_str) != Some("Secret") {
         return;
@@ -489,13 +505,11 @@ pub fn redact(doc: &mut Node) {
         return;
     };
     for item in items.iter_mut() {
-        if let MapItem::Entry(field, Node::Map(values)) = item
-            && (field == "data" || field == "stringData")
-        {
-            for v in values.iter_mut() {
-                if let MapItem::Entry(_, val) = v {
-                    *val = Node::str("<redacted>");
-                }
+        if let MapItem::Entry(field, v) = item {
+            match field.as_str() {
+                "apiVersion" | "kind" | "type" | "immutable" => {}
+                "metadata" => redact_last_applied(v),
+                _ => redact_leaves(v),
             }
         }
     }
@@ -505,6 +519,7 @@ pub fn redact(doc: &mut Node) {
 mod tests {
     use super::*;
     use crate::crypto::age_keys::{self, AgeRecipient};
+    use crate::sops::Format;
 
     fn ids() -> (Identities, String) {
         let k = age_keys::generate();
@@ -650,6 +665,84 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("x: y"), "{text}");
+    }
+
+    #[test]
+    fn a_sops_file_is_held_to_the_manifest_rules_when_rendered() {
+        let (ids, r) = ids();
+        let settings = sops::EncryptSettings {
+            groups: vec![vec![AgeRecipient::parse(&r).unwrap()]],
+            selection: Some(sops::metadata::Selection::EncryptedRegex(
+                "^(data|stringData)$".into(),
+            )),
+            ..Default::default()
+        };
+        // sops' reading checks duplicate keys in the first document only, so this
+        // encrypts and decrypts as sops would; rendering it must still fail.
+        let plain = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: team-a\n  namespace: kube-system\nstringData: {p: canary-sd2}\n";
+        let enc = sops::encrypt(
+            plain,
+            Format::Yaml,
+            Format::Yaml,
+            &settings,
+            sops::Layout::default(),
+        )
+        .unwrap();
+        assert!(sops::decrypt(&enc, Format::Yaml, &ids, &[], DecryptOptions::default()).is_ok());
+        let opts = RenderOptions {
+            sops_identities: &ids,
+            sealing_identities: &ids,
+            destination_namespace: None,
+            vault: &NoVault,
+            limits: Limits::default(),
+        };
+        let mut out = Vec::new();
+        let e = render_file(Path::new("s.enc.yaml"), &enc, &opts, &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s.enc.yaml: ")
+                && e.contains("mapping key \"namespace\" already defined at line"),
+            "{e}"
+        );
+        assert!(out.is_empty() && !e.contains("canary"), "{e}");
+    }
+
+    #[test]
+    fn every_place_a_secret_value_can_hide_is_redacted() {
+        let none = Identities::default();
+        let opts = RenderOptions {
+            sops_identities: &none,
+            sealing_identities: &none,
+            destination_namespace: Some("team-a"),
+            vault: &NoVault,
+            limits: Limits::default(),
+        };
+        let last_applied = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"stringData":{"p":"canary-la1"}}"#;
+        let text = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: s\n    annotations:\n      kubectl.kubernetes.io/last-applied-configuration: '{last_applied}'\n      team: payments\n  type: Opaque\n  data: {{a: Y2FuYXJ5LWQ=}}\n  stringData: canary-sd1\n  strigData: {{p: canary-typo1}}\n- apiVersion: v1\n  kind: List\n  items:\n  - {{apiVersion: v1, kind: Secret, metadata: {{name: t}}, stringData: {{p: canary-nested1}}}}\n"
+        );
+        let mut out = Vec::new();
+        render_file(Path::new("l.yaml"), text.as_bytes(), &opts, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        for o in &mut out {
+            redact_object(o);
+        }
+        let docs: Vec<_> = out.iter().map(|o| o.doc.clone()).collect();
+        let printed = crate::manifest::emit_documents(&docs);
+        assert!(
+            !printed.contains("canary") && !printed.contains("Y2FuYXJ5"),
+            "{printed}"
+        );
+        // What is not a value stays readable.
+        for kept in [
+            "team: payments",
+            "type: Opaque",
+            "name: t",
+            "namespace: team-a",
+        ] {
+            assert!(printed.contains(kept), "{kept}: {printed}");
+        }
     }
 
     #[test]

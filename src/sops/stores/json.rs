@@ -49,6 +49,13 @@ pub enum JsonError {
         line: usize,
         column: usize,
     },
+    /// A key occurs twice in one object; only [`parse_manifest`] refuses this.
+    #[error("duplicate key {key:?} at line {line} (first at line {first})")]
+    DuplicateKey {
+        key: String,
+        line: usize,
+        first: usize,
+    },
     /// Empty or whitespace-only input (Go's decoder reports a bare `EOF`).
     #[error("Could not unmarshal input data: EOF")]
     Empty,
@@ -59,10 +66,22 @@ pub enum JsonError {
 
 /// Parses a JSON document whose top level is an object into a `Node::Map`.
 pub fn parse(input: &[u8]) -> Result<Node, JsonError> {
+    parse_with(input, false)
+}
+
+/// Parses a Kubernetes manifest: like [`parse`], but a key that occurs twice in one
+/// object is an error (Go's decoder, and so the API server, keeps the last one while
+/// lockstep reads the first).
+pub fn parse_manifest(input: &[u8]) -> Result<Node, JsonError> {
+    parse_with(input, true)
+}
+
+fn parse_with(input: &[u8], strict: bool) -> Result<Node, JsonError> {
     let mut p = Parser {
         b: input,
         pos: 0,
         depth: 0,
+        strict,
     };
     p.skip_ws();
     let node = match p.peek() {
@@ -119,6 +138,8 @@ struct Parser<'a> {
     b: &'a [u8],
     pos: usize,
     depth: usize,
+    /// Refuse duplicate keys ([`parse_manifest`]).
+    strict: bool,
 }
 
 /// 1-based line and column (in characters) of byte offset `at`.
@@ -241,12 +262,25 @@ impl<'a> Parser<'a> {
             self.depth -= 1;
             return Ok(Node::Map(items));
         }
+        // Key → byte offset of its first occurrence (strict only).
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
         loop {
             self.skip_ws();
             if self.peek() != Some(b'"') {
                 return Err(self.unexpected("looking for beginning of object key string"));
             }
+            let at = self.pos;
             let key = self.parse_string()?;
+            if self.strict {
+                if let Some(&first) = seen.get(&key) {
+                    return Err(JsonError::DuplicateKey {
+                        key,
+                        line: line_col(self.b, at).0,
+                        first: line_col(self.b, first).0,
+                    });
+                }
+                seen.insert(key.clone(), at);
+            }
             self.skip_ws();
             if self.peek() != Some(b':') {
                 return Err(self.unexpected("after object key"));

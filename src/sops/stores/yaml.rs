@@ -95,6 +95,12 @@ pub enum YamlError {
     /// Alias expansion would exceed [`MAX_ALIAS_NODES`] nodes, or an alias is unknown.
     #[error("yaml: line {line}: {msg}")]
     Alias { line: usize, msg: String },
+    /// A merge key (`<<`), refused by [`parse_manifest`]: kubectl merges the aliased map
+    /// into its parent while sops keeps `<<` as a plain key, so the two would disagree.
+    #[error(
+        "yaml: line {line}: merge key \"<<\" is not supported in manifests; write the keys out"
+    )]
+    MergeKey { line: usize },
 }
 
 impl YamlError {
@@ -108,7 +114,8 @@ impl YamlError {
             | YamlError::NonStringKey { line, .. }
             | YamlError::Uint64 { line }
             | YamlError::Decode { line, .. }
-            | YamlError::Alias { line, .. } => *line,
+            | YamlError::Alias { line, .. }
+            | YamlError::MergeKey { line } => *line,
         }
     }
 }
@@ -708,6 +715,8 @@ struct Builder<'a> {
     root: Option<Vec<MapItem>>,
     /// Errors sops only reports when walking the tree (after loading everything).
     deferred: Option<YamlError>,
+    /// [`parse_manifest`]: every document is held to the first document's rules.
+    strict: bool,
 }
 
 fn comment_text(c: &Comment<'_>) -> Text {
@@ -782,8 +791,53 @@ impl<'a> Builder<'a> {
         self.pending.drain(..n).collect()
     }
 
+    /// Whether the current document gets the full checks: sops applies them to the
+    /// first document only, [`parse_manifest`] to all.
     fn first_doc(&self) -> bool {
-        self.doc_index == 0
+        self.doc_index == 0 || self.strict
+    }
+
+    /// The duplicate-key check of the innermost map, for a key that starts at `line`.
+    fn check_duplicate(&mut self, value: &str, line: usize) -> Result<(), YamlError> {
+        let Some(Frame::Map(m)) = self.frames.last_mut() else {
+            return Ok(());
+        };
+        // Small maps are scanned linearly (no allocation); big ones get an index.
+        if m.seen.is_none() && m.key_lines.len() >= 16 {
+            let mut h = HashMap::with_capacity(m.key_lines.len() * 2);
+            let keys = m.items.iter().filter_map(|it| match it {
+                MapItem::Entry(k, _) => Some(k),
+                MapItem::Comment(_) => None,
+            });
+            for (k, l) in keys.zip(m.key_lines.iter()) {
+                h.entry(k.clone()).or_insert(*l);
+            }
+            m.seen = Some(h);
+        }
+        let prev = match &m.seen {
+            Some(h) => h.get(value).copied(),
+            None => m
+                .items
+                .iter()
+                .filter_map(|it| match it {
+                    MapItem::Entry(k, _) => Some(k),
+                    MapItem::Comment(_) => None,
+                })
+                .zip(m.key_lines.iter())
+                .find(|(k, _)| k.as_str() == value)
+                .map(|(_, l)| *l),
+        };
+        if let Some(prev) = prev {
+            return Err(YamlError::DuplicateKey {
+                key: go_quote(value),
+                line,
+                first: prev,
+            });
+        }
+        if let Some(h) = &mut m.seen {
+            h.insert(value.to_string(), line);
+        }
+        Ok(())
     }
 
     /// Column of the `-` before position (line, col), or `col` if there is none.
@@ -883,43 +937,15 @@ impl<'a> Builder<'a> {
         if m.indent < 0 {
             m.indent = col as isize;
         }
-        if first {
-            // Small maps are scanned linearly (no allocation); big ones get an index.
-            if m.seen.is_none() && m.key_lines.len() >= 16 {
-                let mut h = HashMap::with_capacity(m.key_lines.len() * 2);
-                let keys = m.items.iter().filter_map(|it| match it {
-                    MapItem::Entry(k, _) => Some(k),
-                    MapItem::Comment(_) => None,
-                });
-                for (k, l) in keys.zip(m.key_lines.iter()) {
-                    h.entry(k.clone()).or_insert(*l);
-                }
-                m.seen = Some(h);
-            }
-            let prev = match &m.seen {
-                Some(h) => h.get(value).copied(),
-                None => m
-                    .items
-                    .iter()
-                    .filter_map(|it| match it {
-                        MapItem::Entry(k, _) => Some(k),
-                        MapItem::Comment(_) => None,
-                    })
-                    .zip(m.key_lines.iter())
-                    .find(|(k, _)| k.as_str() == value)
-                    .map(|(_, l)| *l),
-            };
-            if let Some(prev) = prev {
-                return Err(YamlError::DuplicateKey {
-                    key: go_quote(value),
-                    line,
-                    first: prev,
-                });
-            }
-            if let Some(h) = &mut m.seen {
-                h.insert(value.to_string(), line);
-            }
+        if self.strict && ((!quoted && value == "<<") || tag == Some("!!merge")) {
+            return Err(YamlError::MergeKey { line });
         }
+        if first {
+            self.check_duplicate(value, line)?;
+        }
+        let Some(Frame::Map(m)) = self.frames.last_mut() else {
+            return Ok(());
+        };
         m.key_lines.push(line);
         let key = match decode_scalar(value, quoted, tag) {
             Ok(Resolved::Node(Scalar::Str(ref t))) => t.as_str().to_string(),
@@ -983,6 +1009,19 @@ fn syntax_error(e: &saphyr_parser::ScanError) -> YamlError {
 /// Parses a YAML stream into one `Node::Map` per document. An empty stream (or one with
 /// only comments) gives `Ok(vec![])`; the caller reports sops' "empty file" error.
 pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
+    parse_with(input, false)
+}
+
+/// Parses a Kubernetes manifest stream: like [`parse`], but every document gets the
+/// checks sops gives only the first one (duplicate keys, undecodable scalars), duplicate
+/// keys made by aliases count, merge keys (`<<`) are refused, anchors do not reach into
+/// later documents, and a top-level scalar is never quoted in an error. What this
+/// accepts, kubectl and the API server read as the same objects.
+pub fn parse_manifest(input: &str) -> Result<Vec<Node>, YamlError> {
+    parse_with(input, true)
+}
+
+fn parse_with(input: &str, strict: bool) -> Result<Vec<Node>, YamlError> {
     let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let mut events: Vec<(Event<'_>, Span)> = Vec::new();
     let mut spans: Vec<(usize, usize)> = Vec::new();
@@ -1015,6 +1054,7 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
         doc_index: 0,
         root: None,
         deferred: None,
+        strict,
     };
     let mut comments = comments.into_iter().peekable();
     let mut in_doc = false;
@@ -1032,6 +1072,10 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
             Event::DocumentStart(_) => {
                 in_doc = true;
                 bld.root = None;
+                // Anchors belong to their document (YAML 1.2, and yaml.v2 under kubectl).
+                if bld.strict {
+                    bld.anchors.clear();
+                }
             }
             Event::DocumentEnd => {
                 if in_doc {
@@ -1149,7 +1193,10 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                 };
                 if bld.frames.is_empty() && !matches!(scalar, Scalar::Null) {
                     let tagname = node_tag(&value, quoted, tag.as_deref());
-                    let shown = if value.len() > 10 {
+                    // A manifest's lone scalar may be a pasted secret: never quote it.
+                    let shown = if bld.strict {
+                        String::new()
+                    } else if value.len() > 10 {
                         let mut cut = 7;
                         while !value.is_char_boundary(cut) {
                             cut -= 1;
@@ -1201,6 +1248,9 @@ pub fn parse(input: &str) -> Result<Vec<Node>, YamlError> {
                             });
                         }
                     };
+                    if bld.strict {
+                        bld.check_duplicate(&key, line)?;
+                    }
                     if let Some(Frame::Map(m)) = bld.frames.last_mut() {
                         if m.indent < 0 {
                             m.indent = col as isize;
