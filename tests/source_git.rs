@@ -1025,3 +1025,85 @@ fn unencoded_password_characters_and_bearer_tokens_over_http_never_leak() {
     let text = format!("{e} {e:?} {logs}");
     assert!(!text.contains(CANARY), "the token leaked: {text}");
 }
+
+#[test]
+fn ssh_allowed_signers_options_are_honoured() {
+    let key = SshKey::generate("ed25519");
+    let signer = Signer::Ssh(key.clone());
+    let repo = TestRepo::new(2);
+    let head = repo.commit("signed.txt", "s\n", Some(&signer));
+    let url = repo.file_url();
+    let c = cache();
+    let with = |line: String| Verification::HeadCommit {
+        signers: vec![line],
+    };
+    let pk = &key.public_line;
+    for accepted in [
+        format!("dev@example.com {pk}"),
+        format!("dev@example.com namespaces=\"file,git\" {pk}"),
+        format!("* namespaces=\"g*\",valid-after=\"20000101\",valid-before=\"20990101Z\" {pk}"),
+    ] {
+        let co = fetch(
+            &url,
+            &branch("main"),
+            None,
+            c.path(),
+            &with(accepted.clone()),
+        )
+        .unwrap_or_else(|e| panic!("{accepted}: {e}"));
+        assert_eq!(co.commit, head);
+    }
+    for (refused, why) in [
+        (
+            format!("dev@example.com namespaces=\"file\" {pk}"),
+            "namespaces",
+        ),
+        (format!("* namespaces=\"*,!git\" {pk}"), "namespaces"),
+        (
+            format!("* valid-before=\"20000101\" {pk}"),
+            "no longer valid",
+        ),
+        (format!("* valid-after=\"20990101\" {pk}"), "not yet valid"),
+        (
+            format!("*.example.com cert-authority {pk}"),
+            "cert-authority",
+        ),
+        (format!("* verify-required {pk}"), "not supported"),
+    ] {
+        let e = fetch(
+            &url,
+            &branch("main"),
+            None,
+            c.path(),
+            &with(refused.clone()),
+        )
+        .expect_err(&refused);
+        assert!(
+            matches!(e, SourceError::Verification { .. }),
+            "{refused}: {e}"
+        );
+        assert!(e.to_string().contains(why), "{refused}: {e}");
+    }
+}
+
+#[test]
+fn openpgp_sha1_signatures_are_refused() {
+    let key = GpgKey::generate_with("SHA-1 Signer <sha1@example.com>", "rsa2048");
+    let signer = Signer::Gpg(key.clone());
+    let repo = TestRepo::new(2);
+    let url = repo.file_url();
+    let c = cache();
+    let allowed = head_commit(&[&signer]);
+
+    // The same key with gpg's default (SHA-2) digest is accepted.
+    let good = repo.commit("sha256.txt", "s\n", Some(&signer));
+    assert_eq!(
+        ok(&url, &branch("main"), None, c.path(), &allowed).commit,
+        good
+    );
+
+    std::fs::write(key.home.join("gpg.conf"), "digest-algo SHA1\n").expect("gpg.conf");
+    let weak = repo.commit("sha1.txt", "w\n", Some(&signer));
+    let e = fetch(&url, &branch("main"), None, c.path(), &allowed).unwrap_err();
+    assert_rejected(e, &weak, "SHA-1");
+}

@@ -444,7 +444,16 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
                     return Err(verify_err(format!("cannot read the commit signature: {e}")));
                 }
             };
-            Some(allowed.verify(&sig, &payload).map_err(verify_err)?)
+            // The committer date, as git passes it to `ssh-keygen -Y verify`.
+            let signed_at = repo
+                .find_commit(commit_id)
+                .ok()
+                .map(|c| c.committer().when().seconds());
+            Some(
+                allowed
+                    .verify(&sig, &payload, signed_at)
+                    .map_err(verify_err)?,
+            )
         }
         Verification::Tag { signers } => {
             let allowed = AllowedSigners::parse(signers).map_err(verify_err)?;
@@ -461,7 +470,15 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
                 .map_err(|e| verify_err(format!("cannot read the tag object: {e}")))?;
             let (payload, sig) = split_tag_signature(raw.data())
                 .ok_or_else(|| verify_err("the tag is not signed".into()))?;
-            Some(allowed.verify(sig, payload).map_err(verify_err)?)
+            let signed_at = repo
+                .find_tag(tag_id)
+                .ok()
+                .and_then(|t| t.tagger().map(|p| p.when().seconds()));
+            Some(
+                allowed
+                    .verify(sig, payload, signed_at)
+                    .map_err(verify_err)?,
+            )
         }
     };
 
@@ -801,7 +818,8 @@ impl AllowedSigners {
             } else if openpgp::looks_like_fingerprint(t) {
                 out.pgp_fingerprints.push(openpgp::normalize_fpr(t));
             } else if let Some(k) = SshSigner::parse(t) {
-                out.ssh.push(k);
+                out.ssh
+                    .push(k.map_err(|e| format!("allowed signer #{}: {e}", i + 1))?);
             } else {
                 return Err(format!(
                     "allowed signer #{} is neither an armored OpenPGP public key, an OpenPGP fingerprint nor an SSH public key",
@@ -813,14 +831,14 @@ impl AllowedSigners {
     }
 
     /// Verifies `sig` over `payload`; returns the signer's fingerprint.
-    fn verify(&self, sig: &[u8], payload: &[u8]) -> Result<String, String> {
+    fn verify(&self, sig: &[u8], payload: &[u8], signed_at: Option<i64>) -> Result<String, String> {
         if sig.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
             if self.ssh.is_empty() {
                 return Err(
                     "the revision has an SSH signature but no SSH signer is allowed".into(),
                 );
             }
-            return sshsig::verify(sig, payload, &self.ssh).map_err(|e| e.to_string());
+            return sshsig::verify(sig, payload, &self.ssh, signed_at).map_err(|e| e.to_string());
         }
         if sig.starts_with(b"-----BEGIN PGP SIGNATURE-----") {
             if self.pgp_keys.is_empty() {
