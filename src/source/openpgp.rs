@@ -182,7 +182,7 @@ pub fn judge(status: &str, code: i32, allowed: &[String]) -> Result<String, Stri
                 // for SHA-1 (and MD5, RIPEMD-160), so such signatures prove nothing, as
                 // on the SSH path.
                 match rest.get(6).map(|h| h.parse::<u8>()) {
-                    Some(Ok(8..=14)) => {}
+                    Some(Ok(8..=12 | 14)) => {}
                     Some(Ok(1)) | Some(Ok(2)) | Some(Ok(3)) => {
                         return Err(format!(
                             "the OpenPGP signature by key {fpr} uses a weak hash algorithm ({}); SHA-1, MD5 and RIPEMD-160 signatures are refused",

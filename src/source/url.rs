@@ -1,7 +1,5 @@
 //! Source URLs: which transport, which host and port (for the known_hosts check), the
-//! form that may appear in errors and logs (never with a password), and the cache key.
-
-use ring::digest;
+//! form that may appear in errors and logs (never with a password).
 
 /// The transport a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,16 +151,6 @@ impl SourceUrl {
             "not a URL (expected https://, http://, ssh://, git://, file:// or user@host:path)"
                 .into(),
         )
-    }
-
-    /// The name of the cache directory for this URL: a hash of the URL without any
-    /// password, so that rotating a password keeps the cache.
-    pub fn cache_key(&self) -> String {
-        let d = digest::digest(&digest::SHA256, self.redacted.as_bytes());
-        d.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
     }
 
     /// The known_hosts name of this host: `host`, or `[host]:port` for a port other
