@@ -766,6 +766,7 @@ fn a_cached_private_commit_needs_the_callers_own_credentials() {
 
     // The cache is private and names no credential.
     assert_eq!(mode_of(c.path()), 0o700);
+    assert_eq!(mode_of(&c.path().join(".cache-key")), 0o600);
     for entry in std::fs::read_dir(c.path()).expect("cache").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(!name.contains(CANARY) && !name.contains("alice"), "{name}");
