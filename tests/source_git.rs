@@ -1027,6 +1027,18 @@ fn unencoded_password_characters_and_bearer_tokens_over_http_never_leak() {
     assert!(!text.contains(CANARY), "the token leaked: {text}");
 }
 
+/// Whether `git verify-commit` (which runs `ssh-keygen -Y verify` with the committer date)
+/// accepts HEAD with `line` as the only allowed signer.
+fn git_accepts_ssh_signer(repo: &TestRepo, line: &str) -> bool {
+    let file = repo.root.path().join("allowed_signers");
+    std::fs::write(&file, format!("{line}\n")).expect("allowed_signers");
+    let mut c = support::git::git_cmd(&repo.work);
+    c.arg("-c")
+        .arg(format!("gpg.ssh.allowedSignersFile={}", file.display()))
+        .args(["verify-commit", "HEAD"]);
+    support::run(&mut c).code == 0
+}
+
 #[test]
 fn ssh_allowed_signers_options_are_honoured() {
     let key = SshKey::generate("ed25519");
@@ -1042,7 +1054,9 @@ fn ssh_allowed_signers_options_are_honoured() {
     for accepted in [
         format!("dev@example.com {pk}"),
         format!("dev@example.com namespaces=\"file,git\" {pk}"),
-        format!("* namespaces=\"g*\",valid-after=\"20000101\",valid-before=\"20990101Z\" {pk}"),
+        format!(
+            "dev@example.com namespaces=\"g*\",valid-after=\"20000101\",valid-before=\"20990101\" {pk}"
+        ),
     ] {
         let co = fetch(
             &url,
@@ -1053,23 +1067,36 @@ fn ssh_allowed_signers_options_are_honoured() {
         )
         .unwrap_or_else(|e| panic!("{accepted}: {e}"));
         assert_eq!(co.commit, head);
+        assert!(
+            git_accepts_ssh_signer(&repo, &accepted),
+            "git refuses {accepted}"
+        );
     }
     for (refused, why) in [
         (
             format!("dev@example.com namespaces=\"file\" {pk}"),
             "namespaces",
         ),
-        (format!("* namespaces=\"*,!git\" {pk}"), "namespaces"),
         (
-            format!("* valid-before=\"20000101\" {pk}"),
+            format!("dev@example.com namespaces=\"*,!git\" {pk}"),
+            "namespaces",
+        ),
+        (
+            format!("dev@example.com valid-before=\"20000101\" {pk}"),
             "no longer valid",
         ),
-        (format!("* valid-after=\"20990101\" {pk}"), "not yet valid"),
         (
-            format!("*.example.com cert-authority {pk}"),
+            format!("dev@example.com valid-after=\"20990101\" {pk}"),
+            "not yet valid",
+        ),
+        (
+            format!("dev@example.com cert-authority {pk}"),
             "cert-authority",
         ),
-        (format!("* verify-required {pk}"), "not supported"),
+        (
+            format!("dev@example.com verify-required {pk}"),
+            "not supported",
+        ),
     ] {
         let e = fetch(
             &url,
@@ -1084,6 +1111,13 @@ fn ssh_allowed_signers_options_are_honoured() {
             "{refused}: {e}"
         );
         assert!(e.to_string().contains(why), "{refused}: {e}");
+        // Where git (through ssh-keygen) has a verdict, it is the same.
+        if why != "not supported" {
+            assert!(
+                !git_accepts_ssh_signer(&repo, &refused),
+                "git accepts {refused}"
+            );
+        }
     }
 }
 

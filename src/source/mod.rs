@@ -324,7 +324,6 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
         // libgit2 decodes the URL, so its messages may hold the decoded form.
         secrets.push(url::percent_decode(p));
     }
-
     let scrubber = Scrubber { secrets };
     if let GitRef::Commit(c) = req.reference
         && !(c.len() >= 7 && c.len() <= 40 && c.chars().all(|x| x.is_ascii_hexdigit()))
@@ -505,6 +504,8 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
         write_tree(&repo, &new_tree, tmp.path(), tmp.path()).map_err(&co_err)?;
         check_symlinks(tmp.path()).map_err(&co_err)?;
         fs::rename(tmp.path(), &dir).map_err(|e| co_err(e.to_string()))?;
+        // Renamed away: nothing left to clean up.
+        let _ = tmp.keep();
     }
     let lease = take_lease(&checkouts, &commit).map_err(|e| co_err(e.to_string()))?;
     prune_checkouts(&checkouts, &commit);
