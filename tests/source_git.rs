@@ -135,8 +135,13 @@ fn file_url_branch_tag_commit_and_revision_format() {
     assert_eq!(short.commit, first);
     assert_eq!(files(&short.dir), files(&t.dir));
 
-    // All of these used one cache entry for the URL.
-    assert_eq!(std::fs::read_dir(c.path()).expect("cache").count(), 1);
+    // All of these used one cache entry for the URL (besides the cache's key file).
+    let entries: Vec<_> = std::fs::read_dir(c.path())
+        .expect("cache")
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(entries.len(), 1);
 
     let missing = fetch(&url, &branch("nope"), None, c.path(), &none).unwrap_err();
     assert!(matches!(missing, SourceError::NotFound { .. }), "{missing}");
@@ -170,11 +175,14 @@ fn git_daemon_incremental_fetch_and_deleted_branch() {
         second.stats
     );
     assert!(second.dir.join("apps/app00/extra.yaml").is_file());
-    assert!(!first.dir.exists(), "the previous checkout is removed");
+    assert!(first.dir.exists(), "a checkout in use is kept");
+    let first_dir = first.dir.clone();
+    drop(first);
 
     let third = ok(&url, &branch("main"), None, c.path(), &none);
     assert_eq!(third.stats.received_objects, 0, "{:?}", third.stats);
     assert_eq!(third.dir, second.dir);
+    assert!(!first_dir.exists(), "a checkout nobody uses is removed");
 
     // A branch deleted upstream is not served from the cache.
     git(&repo.work, &["branch", "gone"]);
@@ -185,13 +193,16 @@ fn git_daemon_incremental_fetch_and_deleted_branch() {
     let e = fetch(&url, &branch("gone"), None, c.path(), &none).unwrap_err();
     assert!(matches!(e, SourceError::NotFound { .. }), "{e}");
 
-    // A commit not yet in the cache is fetched; one already there needs no server.
+    // A commit not yet in the cache is fetched; one already there transfers nothing,
+    // but is served only after the server was reached.
     let newer = repo.commit("x.txt", "x\n", None);
     let by_id = ok(&url, &GitRef::Commit(newer.clone()), None, c.path(), &none);
     assert_eq!(by_id.commit, newer);
+    let again = ok(&url, &GitRef::Commit(newer.clone()), None, c.path(), &none);
+    assert_eq!(again.stats.received_objects, 0);
     drop(daemon);
-    let offline = ok(&url, &GitRef::Commit(newer.clone()), None, c.path(), &none);
-    assert_eq!(offline.stats.received_objects, 0);
+    let offline = fetch(&url, &GitRef::Commit(newer.clone()), None, c.path(), &none).unwrap_err();
+    assert!(matches!(offline, SourceError::Fetch { .. }), "{offline}");
     let down = fetch(&url, &branch("main"), None, c.path(), &none).unwrap_err();
     assert!(matches!(down, SourceError::Fetch { .. }), "{down}");
     assert!(down.to_string().contains(&url), "{down}");
@@ -604,7 +615,7 @@ fn snapshot(dir: &Path) -> Vec<(String, String)> {
 }
 
 #[test]
-fn incremental_checkout_equals_a_fresh_checkout() {
+fn successive_checkouts_equal_a_fresh_checkout() {
     use std::os::unix::fs::PermissionsExt;
     let repo = TestRepo::new(20);
     let url = repo.file_url();
@@ -683,7 +694,7 @@ fn incremental_checkout_equals_a_fresh_checkout() {
             &Verification::None,
         );
         assert_ne!(next.commit, prev.commit, "{what}");
-        assert!(!prev.dir.exists(), "{what}: the previous checkout is gone");
+        assert!(prev.dir.exists(), "{what}: a checkout in use is kept");
         let fresh_cache = cache();
         let fresh = ok(
             &url,
@@ -698,7 +709,7 @@ fn incremental_checkout_equals_a_fresh_checkout() {
         prev = next;
     }
 
-    // A previous checkout that was changed is not reused: the result is still exact.
+    // A previous checkout that was changed does not affect the next one.
     std::fs::write(prev.dir.join("stray"), "x").unwrap();
     std::fs::write(prev.dir.join("apps/app07/obj0007.yaml"), "tampered").unwrap();
     repo.commit("after-tamper.txt", "t\n", None);
@@ -719,4 +730,415 @@ fn incremental_checkout_equals_a_fresh_checkout() {
     );
     assert_eq!(snapshot(&next.dir), snapshot(&fresh.dir));
     assert!(!next.dir.join("stray").exists());
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+#[test]
+fn a_cached_private_commit_needs_the_callers_own_credentials() {
+    let repo = TestRepo::new(5);
+    let head = repo.head();
+    let server = HttpGit::start(&repo.srv_dir(), "alice", CANARY);
+    let url = server.url("repo.git");
+    let c = cache();
+    let none = Verification::None;
+    let by_id = GitRef::Commit(head.clone());
+
+    let good = http_creds("alice", CANARY);
+    let first = ok(&url, &by_id, Some(&good), c.path(), &none);
+    assert_eq!(first.commit, head);
+    // The owner fetching the cached commit again transfers nothing.
+    let again = ok(&url, &by_id, Some(&good), c.path(), &none);
+    assert_eq!(again.stats.received_objects, 0, "{:?}", again.stats);
+
+    // Another caller, with no or wrong credentials, is refused although the commit is
+    // in the same cache directory.
+    let e = fetch(&url, &by_id, None, c.path(), &none).unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+    let wrong = http_creds("alice", "not-the-password");
+    let e = fetch(&url, &by_id, Some(&wrong), c.path(), &none).unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+    let e = fetch(&url, &branch("main"), None, c.path(), &none).unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+
+    // The cache is private and names no credential.
+    assert_eq!(mode_of(c.path()), 0o700);
+    assert_eq!(mode_of(&c.path().join(".cache-key")), 0o600);
+    for entry in std::fs::read_dir(c.path()).expect("cache").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.contains(CANARY) && !name.contains("alice"), "{name}");
+        if entry.path().is_dir() {
+            assert_eq!(mode_of(&entry.path()), 0o700, "{name}");
+        }
+    }
+    assert!(grep_dir(c.path(), CANARY).is_empty());
+}
+
+#[test]
+fn a_cached_commit_over_ssh_needs_the_callers_key() {
+    let repo = TestRepo::new(3);
+    let head = repo.head();
+    let sshd = Sshd::start();
+    let url = sshd.url(&repo.bare);
+    let c = cache();
+    let none = Verification::None;
+    let by_id = GitRef::Commit(head.clone());
+    let kh = sshd.known_hosts();
+    let owner = ssh_creds(&sshd.client, Some(&kh));
+    ok(&url, &by_id, Some(&owner), c.path(), &none);
+    // A key the server does not accept, and no key at all.
+    let stranger = SshKey::generate("ed25519");
+    let e = fetch(
+        &url,
+        &by_id,
+        Some(&ssh_creds(&stranger, Some(&kh))),
+        c.path(),
+        &none,
+    )
+    .unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+    let mut no_key = BTreeMap::new();
+    no_key.insert("known_hosts".to_owned(), kh.as_bytes().to_vec());
+    let no_key = Credentials::from_secret_data(&no_key).expect("credentials");
+    let e = fetch(&url, &by_id, Some(&no_key), c.path(), &none).unwrap_err();
+    assert!(matches!(e, SourceError::Auth { .. }), "{e}");
+}
+
+#[test]
+fn concurrent_fetches_of_one_url_never_disturb_a_checkout_in_use() {
+    let repo = TestRepo::new(30);
+    let mut commits = Vec::new();
+    for i in 0..6 {
+        // Each commit changes the same files, so every tree differs everywhere.
+        for f in 0..5 {
+            support::write(&repo.work.join(format!("d{f}/v.txt")), format!("{i}\n"));
+        }
+        commits.push(repo.commit("version.txt", &format!("{i}\n"), None));
+    }
+    // What git itself lists for each commit.
+    let listings: Vec<Vec<String>> = commits
+        .iter()
+        .map(|c| {
+            let mut l: Vec<String> = git(&repo.work, &["ls-tree", "-r", "--name-only", c])
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            l.sort();
+            l
+        })
+        .collect();
+    let url = repo.file_url();
+    let c = cache();
+    let expected = |i: usize| format!("{i}\n");
+    let check = |co: &Checkout, i: usize| -> Result<(), String> {
+        for f in ["version.txt", "d0/v.txt", "d4/v.txt"] {
+            let got = std::fs::read_to_string(co.dir.join(f))
+                .map_err(|e| format!("{}: {f}: {e}", co.commit))?;
+            if got != expected(i) {
+                return Err(format!("{}: {f} holds {got:?}", co.commit));
+            }
+        }
+        let got = files(&co.dir);
+        if got != listings[i] {
+            return Err(format!(
+                "{}: {} files, not {}",
+                co.commit,
+                got.len(),
+                listings[i].len()
+            ));
+        }
+        Ok(())
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let failures = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|s| {
+        // Readers hold one checkout each and read it again and again.
+        for r in 0..3 {
+            let (commits, c, url, check, stop, failures) =
+                (&commits, &c, &url, &check, &stop, &failures);
+            s.spawn(move || {
+                let co = ok(
+                    url,
+                    &GitRef::Commit(commits[r].clone()),
+                    None,
+                    c.path(),
+                    &Verification::None,
+                );
+                while !stop.load(Ordering::SeqCst) {
+                    if let Err(e) = check(&co, r) {
+                        failures.lock().expect("lock").push(e);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            });
+        }
+        // Fetchers move between all commits meanwhile.
+        let fetchers: Vec<_> = (0..4)
+            .map(|t| {
+                let (commits, c, url, check, failures) = (&commits, &c, &url, &check, &failures);
+                s.spawn(move || {
+                    for round in 0..6 {
+                        let i = (t + round) % commits.len();
+                        let co = ok(
+                            url,
+                            &GitRef::Commit(commits[i].clone()),
+                            None,
+                            c.path(),
+                            &Verification::None,
+                        );
+                        if let Err(e) = check(&co, i) {
+                            failures.lock().expect("lock").push(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for f in fetchers {
+            f.join().expect("fetcher");
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let failures = failures.into_inner().expect("lock");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Points `main` at a commit whose root tree is given in `git mktree` input form.
+fn publish_crafted_tree(repo: &TestRepo, mktree_input: &str) -> String {
+    let mut c = support::git::git_cmd(&repo.work);
+    c.args(["mktree"]);
+    let tree = support::run_with_stdin(&mut c, Some(mktree_input.as_bytes()))
+        .ok()
+        .stdout_str()
+        .trim()
+        .to_owned();
+    let commit = git(
+        &repo.work,
+        &["commit-tree", &tree, "-p", "HEAD", "-m", "crafted"],
+    );
+    git(&repo.work, &["update-ref", "refs/heads/main", &commit]);
+    git(&repo.work, &["push", "-q", "--force", "origin", "main"]);
+    commit
+}
+
+fn blob(repo: &TestRepo, content: &str) -> String {
+    let mut c = support::git::git_cmd(&repo.work);
+    c.args(["hash-object", "-w", "--stdin"]);
+    support::run_with_stdin(&mut c, Some(content.as_bytes()))
+        .ok()
+        .stdout_str()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn symlinks_are_resolved_against_the_tree_and_duplicate_entries_refused() {
+    let repo = TestRepo::new(2);
+    let url = repo.file_url();
+    let none = Verification::None;
+    let checkout_error = |c: &Path| -> String {
+        match fetch(&url, &branch("main"), None, c, &none) {
+            Err(e @ SourceError::Checkout { .. }) => e.to_string(),
+            Err(e) => panic!("expected a checkout error, got: {e}"),
+            Ok(co) => panic!("checked out {} in {}", co.commit, co.dir.display()),
+        }
+    };
+
+    // d -> . makes d/d/d the root itself, so d/d/d/../../../etc is three levels up,
+    // although it looks like "etc" inside when read lexically.
+    let dot = blob(&repo, ".");
+    let escape = blob(&repo, "d/d/d/../../../etc");
+    publish_crafted_tree(
+        &repo,
+        &format!("120000 blob {dot}\td\n120000 blob {escape}\te\n"),
+    );
+    let c = cache();
+    let e = checkout_error(c.path());
+    assert!(e.contains("e: symlink to") && e.contains("outside"), "{e}");
+
+    // One name twice: a link to a directory inside, then a tree of the same name
+    // (a checkout that followed the link would write through it).
+    let inside = blob(&repo, "real");
+    let file = blob(&repo, "through the link\n");
+    let mut c2 = support::git::git_cmd(&repo.work);
+    c2.args(["mktree"]);
+    let sub = support::run_with_stdin(&mut c2, Some(format!("100644 blob {file}\tf\n").as_bytes()))
+        .ok()
+        .stdout_str()
+        .trim()
+        .to_owned();
+    publish_crafted_tree(
+        &repo,
+        &format!("040000 tree {sub}\treal\n120000 blob {inside}\tx\n040000 tree {sub}\tx\n"),
+    );
+    let c = cache();
+    let e = checkout_error(c.path());
+    assert!(e.contains("more than once"), "{e}");
+
+    let a = blob(&repo, "a\n");
+    publish_crafted_tree(
+        &repo,
+        &format!("100644 blob {a}\tsame\n100644 blob {a}\tsame\n"),
+    );
+    let c = cache();
+    let e = checkout_error(c.path());
+    assert!(
+        e.contains("same: the tree lists this name more than once"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unencoded_password_characters_and_bearer_tokens_over_http_never_leak() {
+    let repo = TestRepo::new(2);
+    let server = HttpGit::start(&repo.srv_dir(), "alice", CANARY);
+    let c = cache();
+    let none = Verification::None;
+    let port = server.port;
+    for url in [
+        format!("http://alice:{CANARY}/x@127.0.0.1:{port}/repo.git"),
+        format!("http://alice:{CANARY}@x@127.0.0.1:{port}/repo.git"),
+        format!("http://alice:{CANARY}?x@127.0.0.1:{port}/repo.git"),
+        format!("http://alice:{CANARY}%2Fwrong%40@127.0.0.1:{port}/repo.git"),
+        format!("http://alice:{CANARY}%zz@127.0.0.1:{port}/repo.git"),
+    ] {
+        let (res, logs) = with_logs(|| fetch(&url, &branch("main"), None, c.path(), &none));
+        let e = res.expect_err("a wrong or malformed password must fail");
+        let text = format!("{e} {e:?} {logs}");
+        assert!(!text.contains(CANARY), "the password leaked: {text}");
+    }
+    // The correct password with a percent-encoded '/' would be accepted by the
+    // server only if it were "canary.../x"; what matters here is that it is decoded
+    // and never shown.
+    assert!(grep_dir(c.path(), CANARY).is_empty());
+
+    // A bearer token over plain http is warned about like a password.
+    let mut d = BTreeMap::new();
+    d.insert("bearerToken".to_owned(), CANARY.as_bytes().to_vec());
+    let bearer = Credentials::from_secret_data(&d).expect("credentials");
+    let url = server.url("repo.git");
+    let (res, logs) = with_logs(|| fetch(&url, &branch("main"), Some(&bearer), c.path(), &none));
+    let e = res.expect_err("the server wants basic auth");
+    assert!(logs.contains("over plain http"), "{logs}");
+    let text = format!("{e} {e:?} {logs}");
+    assert!(!text.contains(CANARY), "the token leaked: {text}");
+}
+
+/// Whether `git verify-commit` (which runs `ssh-keygen -Y verify` with the committer date)
+/// accepts HEAD with `line` as the only allowed signer.
+fn git_accepts_ssh_signer(repo: &TestRepo, line: &str) -> bool {
+    let file = repo.root.path().join("allowed_signers");
+    std::fs::write(&file, format!("{line}\n")).expect("allowed_signers");
+    let mut c = support::git::git_cmd(&repo.work);
+    c.arg("-c")
+        .arg(format!("gpg.ssh.allowedSignersFile={}", file.display()))
+        .args(["verify-commit", "HEAD"]);
+    support::run(&mut c).code == 0
+}
+
+#[test]
+fn ssh_allowed_signers_options_are_honoured() {
+    let key = SshKey::generate("ed25519");
+    let signer = Signer::Ssh(key.clone());
+    let repo = TestRepo::new(2);
+    let head = repo.commit("signed.txt", "s\n", Some(&signer));
+    let url = repo.file_url();
+    let c = cache();
+    let with = |line: String| Verification::HeadCommit {
+        signers: vec![line],
+    };
+    let pk = &key.public_line;
+    for accepted in [
+        format!("dev@example.com {pk}"),
+        format!("dev@example.com namespaces=\"file,git\" {pk}"),
+        format!(
+            "dev@example.com namespaces=\"g*\",valid-after=\"20000101\",valid-before=\"20990101\" {pk}"
+        ),
+    ] {
+        let co = fetch(
+            &url,
+            &branch("main"),
+            None,
+            c.path(),
+            &with(accepted.clone()),
+        )
+        .unwrap_or_else(|e| panic!("{accepted}: {e}"));
+        assert_eq!(co.commit, head);
+        assert!(
+            git_accepts_ssh_signer(&repo, &accepted),
+            "git refuses {accepted}"
+        );
+    }
+    for (refused, why) in [
+        (
+            format!("dev@example.com namespaces=\"file\" {pk}"),
+            "namespaces",
+        ),
+        (
+            format!("dev@example.com namespaces=\"*,!git\" {pk}"),
+            "namespaces",
+        ),
+        (
+            format!("dev@example.com valid-before=\"20000101\" {pk}"),
+            "no longer valid",
+        ),
+        (
+            format!("dev@example.com valid-after=\"20990101\" {pk}"),
+            "not yet valid",
+        ),
+        (
+            format!("dev@example.com cert-authority {pk}"),
+            "cert-authority",
+        ),
+        (
+            format!("dev@example.com verify-required {pk}"),
+            "not supported",
+        ),
+    ] {
+        let e = fetch(
+            &url,
+            &branch("main"),
+            None,
+            c.path(),
+            &with(refused.clone()),
+        )
+        .expect_err(&refused);
+        assert!(
+            matches!(e, SourceError::Verification { .. }),
+            "{refused}: {e}"
+        );
+        assert!(e.to_string().contains(why), "{refused}: {e}");
+        // Where git (through ssh-keygen) has a verdict, it is the same.
+        if why != "not supported" {
+            assert!(
+                !git_accepts_ssh_signer(&repo, &refused),
+                "git accepts {refused}"
+            );
+        }
+    }
+}
+
+#[test]
+fn openpgp_sha1_signatures_are_refused() {
+    let key = GpgKey::generate_with("SHA-1 Signer <sha1@example.com>", "rsa2048");
+    let signer = Signer::Gpg(key.clone());
+    let repo = TestRepo::new(2);
+    let url = repo.file_url();
+    let c = cache();
+    let allowed = head_commit(&[&signer]);
+
+    // The same key with gpg's default (SHA-2) digest is accepted.
+    let good = repo.commit("sha256.txt", "s\n", Some(&signer));
+    assert_eq!(
+        ok(&url, &branch("main"), None, c.path(), &allowed).commit,
+        good
+    );
+
+    std::fs::write(key.home.join("gpg.conf"), "digest-algo SHA1\n").expect("gpg.conf");
+    let weak = repo.commit("sha1.txt", "w\n", Some(&signer));
+    let e = fetch(&url, &branch("main"), None, c.path(), &allowed).unwrap_err();
+    assert_rejected(e, &weak, "SHA-1");
 }

@@ -4,10 +4,18 @@
 //! - Transports: https/http (username and password, or a bearer token), ssh (private key
 //!   from memory, host key checked against the given known_hosts, failing closed),
 //!   git:// and file://.
-//! - Cache: one bare repository per URL under `cache_dir/<hash of the URL without
-//!   password>/repo.git`; later fetches only transfer new objects. A lock file serialises
-//!   fetches of the same URL. The work tree of the fetched commit is written to
-//!   `cache_dir/<hash>/checkout/<commit>`; older checkouts of the same URL are removed.
+//! - Cache: one bare repository per URL *and credential identity* under
+//!   `cache_dir/<key>/repo.git`, where `<key>` is an HMAC of the URL and every credential
+//!   (password, token, key) under a random key kept in `cache_dir/.cache-key`; no
+//!   credential and no URL appears in a path. Every fetch talks to the remote with the
+//!   caller's credentials, even when the wanted commit is already cached, so a caller
+//!   who may not read the repository gets an error, never a cached commit. A lock file
+//!   serialises fetches of one entry. The cache directory is private (0700).
+//! - Checkouts are immutable: the tree of a commit is written to a fresh temporary
+//!   directory and renamed into `cache_dir/<key>/checkout/<commit>`. A [`Checkout`] holds
+//!   a shared lock on that commit's lease file for as long as it (or a clone) lives;
+//!   other commits' checkouts are removed only when nobody holds their lease. Symlinks
+//!   are resolved link by link against the written tree and must stay inside it.
 //! - Isolation: libgit2's global, XDG, system and program-data configuration search paths
 //!   are emptied once per process, so no `~/.gitconfig` (credential helpers, `insteadOf`,
 //!   proxies) applies; credentials come only from [`Credentials`], never from the
@@ -186,7 +194,8 @@ pub struct FetchStats {
     pub cache_reused: bool,
 }
 
-/// A checked-out revision.
+/// A checked-out revision. `dir` is neither changed nor removed while this value (or a
+/// clone of it) lives: it holds a shared lock on the checkout's lease file.
 #[derive(Debug, Clone)]
 pub struct Checkout {
     /// `main@sha1:<commit>`, `v1.0.0@sha1:<commit>` or `sha1:<commit>`.
@@ -198,6 +207,8 @@ pub struct Checkout {
     /// Who signed, when verification was requested (a key fingerprint).
     pub signer: Option<String>,
     pub stats: FetchStats,
+    /// The shared lock that keeps `dir` in place.
+    _lease: std::sync::Arc<fs::File>,
 }
 
 /// Why a fetch failed. Every variant names the URL (without password); none carries a
@@ -310,6 +321,8 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
         .unwrap_or_default();
     if let Some(p) = &parsed.embedded_password {
         secrets.push(p.clone());
+        // libgit2 decodes the URL, so its messages may hold the decoded form.
+        secrets.push(url::percent_decode(p));
     }
     let scrubber = Scrubber { secrets };
     if let GitRef::Commit(c) = req.reference
@@ -335,12 +348,16 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
         reason,
     })?;
 
-    let base = req.cache_dir.join(parsed.cache_key());
     let cache_err = |path: &Path, e: &dyn fmt::Display| SourceError::Cache {
         path: path.display().to_string(),
         reason: scrubber.scrub(&e.to_string()),
     };
-    fs::create_dir_all(&base).map_err(|e| cache_err(&base, &e))?;
+    make_private_dir(req.cache_dir).map_err(|e| cache_err(req.cache_dir, &e))?;
+    let cache_secret = cache_secret(req.cache_dir).map_err(|e| cache_err(req.cache_dir, &e))?;
+    let base = req
+        .cache_dir
+        .join(cache_entry_name(&cache_secret, &parsed, req.credentials));
+    make_private_dir(&base).map_err(|e| cache_err(&base, &e))?;
     let lock_path = base.join("lock");
     let lock = fs::OpenOptions::new()
         .create(true)
@@ -353,7 +370,8 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
     let repo_dir = base.join("repo.git");
     let (repo, cache_reused) = open_or_init(&repo_dir).map_err(|e| cache_err(&repo_dir, &e))?;
 
-    // A commit already in the cache needs no network.
+    // A commit already in the cache needs no transfer, but the remote must still accept
+    // this caller's credentials before it is served.
     let cached_commit = match req.reference {
         GitRef::Commit(c) => find_commit(&repo, c),
         _ => None,
@@ -362,12 +380,16 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
         cache_reused,
         ..FetchStats::default()
     };
-    if cached_commit.is_none() {
-        let (received_objects, received_bytes) =
-            fetch_into(&repo, req, &parsed, &scrubber, &reference)?;
-        stats.received_objects = received_objects;
-        stats.received_bytes = received_bytes;
-    }
+    let (received_objects, received_bytes) = fetch_into(
+        &repo,
+        req,
+        &parsed,
+        &scrubber,
+        &reference,
+        cached_commit.is_some(),
+    )?;
+    stats.received_objects = received_objects;
+    stats.received_bytes = received_bytes;
 
     // Resolve.
     let not_found = || SourceError::NotFound {
@@ -421,7 +443,16 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
                     return Err(verify_err(format!("cannot read the commit signature: {e}")));
                 }
             };
-            Some(allowed.verify(&sig, &payload).map_err(verify_err)?)
+            // The committer date, as git passes it to `ssh-keygen -Y verify`.
+            let signed_at = repo
+                .find_commit(commit_id)
+                .ok()
+                .map(|c| c.committer().when().seconds());
+            Some(
+                allowed
+                    .verify(&sig, &payload, signed_at)
+                    .map_err(verify_err)?,
+            )
         }
         Verification::Tag { signers } => {
             let allowed = AllowedSigners::parse(signers).map_err(verify_err)?;
@@ -438,56 +469,46 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
                 .map_err(|e| verify_err(format!("cannot read the tag object: {e}")))?;
             let (payload, sig) = split_tag_signature(raw.data())
                 .ok_or_else(|| verify_err("the tag is not signed".into()))?;
-            Some(allowed.verify(sig, payload).map_err(verify_err)?)
+            let signed_at = repo
+                .find_tag(tag_id)
+                .ok()
+                .and_then(|t| t.tagger().map(|p| p.when().seconds()));
+            Some(
+                allowed
+                    .verify(sig, payload, signed_at)
+                    .map_err(verify_err)?,
+            )
         }
     };
 
     // Check out.
     let checkouts = base.join("checkout");
     let dir = checkouts.join(&commit);
+    let co_err = |reason: String| SourceError::Checkout {
+        url: url_r.clone(),
+        commit: commit.clone(),
+        reason: scrubber.scrub(&reason),
+    };
+    make_private_dir(&checkouts).map_err(|e| co_err(e.to_string()))?;
+    // A checkout directory only ever appears by an atomic rename of a complete tree, so
+    // one that exists is complete.
     if !dir.is_dir() {
-        let co_err = |reason: String| SourceError::Checkout {
-            url: url_r.clone(),
-            commit: commit.clone(),
-            reason: scrubber.scrub(&reason),
-        };
-        fs::create_dir_all(&checkouts).map_err(|e| co_err(e.to_string()))?;
-        let tmp = checkouts.join(format!(".tmp-{commit}-{}", std::process::id()));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| co_err(e.to_string()))?;
-        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&checkouts)
+            .map_err(|e| co_err(e.to_string()))?;
         let new_tree = repo
             .find_commit(commit_id)
             .and_then(|c| c.tree())
             .map_err(|e| co_err(e.to_string()))?;
-        // Reuse the previous checkout of this URL when it is intact: only the tree diff
-        // is applied. Anything unexpected falls back to a full checkout.
-        let mut done = false;
-        if let Some((prev_dir, prev_tree)) = previous_checkout(&repo, &checkouts, &commit) {
-            match update_checkout(&repo, &prev_tree, &new_tree, &prev_dir, &tmp) {
-                Ok(()) => done = true,
-                Err(e) => {
-                    tracing::debug!(url = %url_r, reason = %scrubber.scrub(&e), "incremental checkout not possible, writing a full checkout");
-                    if tmp.exists() {
-                        fs::remove_dir_all(&tmp).map_err(|e| co_err(e.to_string()))?;
-                    }
-                }
-            }
-        }
-        if !done && let Err(e) = write_tree(&repo, &new_tree, &tmp, &tmp) {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(co_err(e));
-        }
-        fs::rename(&tmp, &dir).map_err(|e| co_err(e.to_string()))?;
+        write_tree(&repo, &new_tree, tmp.path(), tmp.path()).map_err(&co_err)?;
+        check_symlinks(tmp.path()).map_err(&co_err)?;
+        fs::rename(tmp.path(), &dir).map_err(|e| co_err(e.to_string()))?;
+        // Renamed away: nothing left to clean up.
+        let _ = tmp.keep();
     }
-    // Keep only the current checkout of this URL.
-    if let Ok(entries) = fs::read_dir(&checkouts) {
-        for e in entries.flatten() {
-            if e.file_name() != std::ffi::OsStr::new(&commit) {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
-    }
+    let lease = take_lease(&checkouts, &commit).map_err(|e| co_err(e.to_string()))?;
+    prune_checkouts(&checkouts, &commit);
     drop(lock);
 
     let revision = match label {
@@ -501,6 +522,7 @@ pub fn fetch(req: &FetchRequest) -> Result<Checkout, SourceError> {
         dir,
         signer,
         stats,
+        _lease: std::sync::Arc::new(lease),
     })
 }
 
@@ -526,16 +548,21 @@ fn find_commit(repo: &Repository, id: &str) -> Option<Oid> {
     obj.peel_to_commit().ok().map(|c| c.id())
 }
 
-/// Runs the network fetch. Returns (received objects, received bytes).
+/// Runs the network fetch. Returns (received objects, received bytes). With
+/// `probe_only` nothing is transferred: the remote is contacted with the caller's
+/// credentials and its references listed, which proves the caller may read it.
 fn fetch_into(
     repo: &Repository,
     req: &FetchRequest,
     parsed: &SourceUrl,
     scrubber: &Scrubber,
     reference: &str,
+    probe_only: bool,
 ) -> Result<(usize, usize), SourceError> {
     let url_r = parsed.redacted.clone();
     let (refspecs, wanted): (Vec<String>, Option<String>) = match req.reference {
+        // No refspec: libgit2 connects, lists the references and wants nothing.
+        _ if probe_only => (Vec::new(), None),
         GitRef::Branch(b) => (
             vec![format!("+refs/heads/{b}:refs/heads/{b}")],
             Some(format!("refs/heads/{b}")),
@@ -698,7 +725,10 @@ fn fetch_into(
         ))),
         _ => None,
     };
-    if parsed.scheme == Scheme::Http && creds.is_some_and(|c| c.password.is_some()) {
+    if parsed.scheme == Scheme::Http
+        && (parsed.embedded_password.is_some()
+            || creds.is_some_and(|c| c.password.is_some() || c.bearer_token.is_some()))
+    {
         tracing::warn!(url = %url_r, "sending git credentials over plain http");
     }
     let mut fo = FetchOptions::new();
@@ -789,7 +819,8 @@ impl AllowedSigners {
             } else if openpgp::looks_like_fingerprint(t) {
                 out.pgp_fingerprints.push(openpgp::normalize_fpr(t));
             } else if let Some(k) = SshSigner::parse(t) {
-                out.ssh.push(k);
+                out.ssh
+                    .push(k.map_err(|e| format!("allowed signer #{}: {e}", i + 1))?);
             } else {
                 return Err(format!(
                     "allowed signer #{} is neither an armored OpenPGP public key, an OpenPGP fingerprint nor an SSH public key",
@@ -801,14 +832,14 @@ impl AllowedSigners {
     }
 
     /// Verifies `sig` over `payload`; returns the signer's fingerprint.
-    fn verify(&self, sig: &[u8], payload: &[u8]) -> Result<String, String> {
+    fn verify(&self, sig: &[u8], payload: &[u8], signed_at: Option<i64>) -> Result<String, String> {
         if sig.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
             if self.ssh.is_empty() {
                 return Err(
                     "the revision has an SSH signature but no SSH signer is allowed".into(),
                 );
             }
-            return sshsig::verify(sig, payload, &self.ssh).map_err(|e| e.to_string());
+            return sshsig::verify(sig, payload, &self.ssh, signed_at).map_err(|e| e.to_string());
         }
         if sig.starts_with(b"-----BEGIN PGP SIGNATURE-----") {
             if self.pgp_keys.is_empty() {
@@ -848,23 +879,34 @@ fn split_tag_signature(raw: &[u8]) -> Option<(&[u8], &[u8])> {
     found.map(|p| raw.split_at(p))
 }
 
-/// Writes a tree into `dir`. Names that could escape the directory (`..`, `/`, `.git`)
-/// and symlinks that point outside the checkout are refused.
+/// Writes a tree into the new, empty directory `dir`. Names that could escape the
+/// directory (`..`, `/`, `.git`) and duplicate names are refused; every entry is created
+/// fresh (`create_new`), so nothing already on disk, in particular no link, is followed.
+/// Symlink targets are checked afterwards by [`check_symlinks`].
 fn write_tree(repo: &Repository, tree: &git2::Tree, dir: &Path, root: &Path) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if dir != root {
+        fs::create_dir(dir).map_err(|e| format!("{}: {e}", rel_display(dir, root)))?;
+    }
+    let mut seen = std::collections::HashSet::new();
     for entry in tree.iter() {
         let name = entry
             .name()
             .map_err(|_| "a file name in the tree is not UTF-8".to_owned())?;
         check_name(name)?;
         let path = dir.join(name);
+        if !seen.insert(name.to_owned()) {
+            return Err(format!(
+                "{}: the tree lists this name more than once",
+                rel_display(&path, root)
+            ));
+        }
         if entry.filemode() == 0o040000 {
             let sub = repo
                 .find_tree(entry.id())
                 .map_err(|e| format!("{}: {e}", rel_display(&path, root)))?;
             write_tree(repo, &sub, &path, root)?;
         } else {
-            write_leaf(repo, entry.filemode(), entry.id(), &path, dir, root)?;
+            write_leaf(repo, entry.filemode(), entry.id(), &path, root)?;
         }
     }
     Ok(())
@@ -897,26 +939,34 @@ fn write_leaf(
     mode: i32,
     id: Oid,
     path: &Path,
-    dir: &Path,
     root: &Path,
 ) -> Result<(), String> {
     let rel = || rel_display(path, root);
     {
         match mode {
             0o100644 | 0o100755 | 0o100664 => {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
                 let blob = repo.find_blob(id).map_err(|e| format!("{}: {e}", rel()))?;
-                fs::write(path, blob.content()).map_err(|e| format!("{}: {e}", rel()))?;
-                if mode == 0o100755 {
-                    use std::os::unix::fs::PermissionsExt;
-                    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
-                        .map_err(|e| format!("{}: {e}", rel()))?;
-                }
+                let file_mode = if mode == 0o100755 { 0o755 } else { 0o644 };
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(file_mode)
+                    .open(path)
+                    .map_err(|e| format!("{}: {e}", rel()))?;
+                f.write_all(blob.content())
+                    .map_err(|e| format!("{}: {e}", rel()))?;
+                // The umask may have narrowed the mode given at creation.
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(fs::Permissions::from_mode(file_mode))
+                    .map_err(|e| format!("{}: {e}", rel()))?;
             }
             0o120000 => {
                 let blob = repo.find_blob(id).map_err(|e| format!("{}: {e}", rel()))?;
                 let target = std::str::from_utf8(blob.content())
                     .map_err(|_| format!("{}: symlink target is not UTF-8", rel()))?;
-                if !symlink_stays_inside(root, dir, Path::new(target)) {
+                if Path::new(target).is_absolute() {
                     return Err(format!(
                         "{}: symlink to {target:?} points outside the repository",
                         rel()
@@ -934,234 +984,229 @@ fn write_leaf(
     Ok(())
 }
 
-/// The previous checkout of this URL (another commit's directory under `checkouts`)
-/// and its tree, when there is one whose commit is in the repository.
-fn previous_checkout<'r>(
-    repo: &'r Repository,
-    checkouts: &Path,
-    commit: &str,
-) -> Option<(PathBuf, git2::Tree<'r>)> {
-    let entries = fs::read_dir(checkouts).ok()?;
+/// Creates `dir` (and its parents) and makes it private to this user (0700).
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The random key of this cache directory (created on first use, mode 0600). It keys the
+/// HMAC that names cache entries, so an entry name reveals nothing about the credentials.
+fn cache_secret(cache_dir: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = cache_dir.join(".cache-key");
+    let read = |path: &Path| -> std::io::Result<Zeroizing<Vec<u8>>> {
+        let mut buf = Zeroizing::new(Vec::new());
+        fs::File::open(path)?.read_to_end(&mut buf)?;
+        if buf.len() != 32 {
+            return Err(std::io::Error::other(
+                "the cache key file does not hold 32 bytes",
+            ));
+        }
+        Ok(buf)
+    };
+    match read(&path) {
+        Ok(k) => return Ok(k),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut key = Zeroizing::new(vec![0u8; 32]);
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .map_err(|_| std::io::Error::other("no system randomness for the cache key"))?;
+    // Written under a unique name and linked into place, so that concurrent first uses
+    // agree on one complete key.
+    let tmp = cache_dir.join(format!(".cache-key.{}", hex(&key[..8])));
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&key)?;
+        f.sync_all()?;
+    }
+    let linked = fs::hard_link(&tmp, &path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
+        Err(e) => Err(e),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cache entry of one URL for one credential identity: an HMAC over the URL (without
+/// password) and all credential material, so that callers with different credentials
+/// never share a repository or a checkout.
+fn cache_entry_name(secret: &[u8], url: &SourceUrl, creds: Option<&Credentials>) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    let mut field = |tag: &[u8], value: Option<&str>| {
+        // Length-prefixed, so that no two different inputs produce the same bytes.
+        let v = value.map(str::as_bytes);
+        ctx.update(tag);
+        ctx.update(&[u8::from(v.is_some())]);
+        let v = v.unwrap_or_default();
+        ctx.update(&(v.len() as u64).to_be_bytes());
+        ctx.update(v);
+    };
+    field(b"url", Some(&url.redacted));
+    field(b"url-password", url.embedded_password.as_deref());
+    let c = creds;
+    field(b"username", c.and_then(|c| c.username.as_deref()));
+    let secret_field = |s: Option<&SecretString>| s.map(|s| s.expose_secret().to_owned());
+    let pw = Zeroizing::new(secret_field(c.and_then(|c| c.password.as_ref())));
+    field(b"password", pw.as_deref());
+    let token = Zeroizing::new(secret_field(c.and_then(|c| c.bearer_token.as_ref())));
+    field(b"bearer", token.as_deref());
+    let key_text = Zeroizing::new(secret_field(c.and_then(|c| c.ssh_private_key.as_ref())));
+    field(b"identity", key_text.as_deref());
+    let phrase = Zeroizing::new(secret_field(c.and_then(|c| c.ssh_passphrase.as_ref())));
+    field(b"passphrase", phrase.as_deref());
+    field(b"known_hosts", c.and_then(|c| c.known_hosts.as_deref()));
+    hex(&ctx.sign().as_ref()[..16])
+}
+
+/// Opens and share-locks the lease file of `commit`'s checkout.
+fn take_lease(checkouts: &Path, commit: &str) -> std::io::Result<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(checkouts.join(format!("{commit}.lease")))?;
+    f.lock_shared()?;
+    Ok(f)
+}
+
+/// Removes the checkouts of other commits that nobody holds a lease on, and leftovers of
+/// interrupted fetches. Runs under the entry's lock, so no new lease or temporary
+/// directory appears meanwhile.
+fn prune_checkouts(checkouts: &Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(checkouts) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name == commit || name.len() != 40 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
+        if name.starts_with(".tmp-") || name.starts_with(".trash-") {
+            let _ = fs::remove_dir_all(e.path());
             continue;
         }
-        let Ok(ft) = e.file_type() else { continue };
-        if !ft.is_dir() {
+        if name == keep || name.len() != 40 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
             continue;
         }
-        let Ok(id) = Oid::from_str(name) else {
+        let lease_path = checkouts.join(format!("{name}.lease"));
+        let Ok(lease) = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lease_path)
+        else {
             continue;
         };
-        if let Ok(tree) = repo.find_commit(id).and_then(|c| c.tree()) {
-            return Some((e.path(), tree));
+        if lease.try_lock().is_err() {
+            // Someone still reads this checkout.
+            continue;
+        }
+        // Moved aside first, so that the name never refers to a half-deleted tree.
+        let trash = checkouts.join(format!(".trash-{name}"));
+        if fs::rename(e.path(), &trash).is_ok() {
+            let _ = fs::remove_dir_all(&trash);
+            let _ = fs::remove_file(&lease_path);
         }
     }
-    None
 }
 
-/// Checks that `dir` holds exactly `tree` as `write_tree` writes it: the same names,
-/// kinds, file sizes, executable bits and symlink targets (contents are not read).
-fn checkout_is_intact(
-    repo: &Repository,
-    odb: &git2::Odb,
-    tree: &git2::Tree,
-    dir: &Path,
-) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let bad = |p: &Path, what: &str| format!("{}: {what}", p.display());
-    let mut names = std::collections::BTreeSet::new();
-    for entry in fs::read_dir(dir).map_err(|e| bad(dir, &e.to_string()))? {
-        let entry = entry.map_err(|e| bad(dir, &e.to_string()))?;
-        names.insert(entry.file_name());
-    }
-    if names.len() != tree.len() {
-        return Err(bad(dir, "the entries differ from the tree"));
-    }
-    for entry in tree.iter() {
-        let name = entry
-            .name()
-            .map_err(|_| "a file name in the tree is not UTF-8".to_owned())?;
-        check_name(name)?;
-        if !names.contains(std::ffi::OsStr::new(name)) {
-            return Err(bad(dir, "the entries differ from the tree"));
-        }
-        let path = dir.join(name);
-        let meta = fs::symlink_metadata(&path).map_err(|e| bad(&path, &e.to_string()))?;
-        let ok = match entry.filemode() {
-            0o040000 => {
-                if !meta.is_dir() {
-                    return Err(bad(&path, "not a directory"));
+/// Checks every symlink below `root` by resolving its target link by link against the
+/// tree on disk (never through the OS, which would follow links): the result must stay
+/// inside `root`. A lexical check is not enough: with `d -> .`, `d/d/../..` leaves.
+fn check_symlinks(root: &Path) -> Result<(), String> {
+    fn walk(root: &Path, rel: &mut Vec<std::ffi::OsString>) -> Result<(), String> {
+        let dir = rel.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+        let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", rel_str(rel)))?;
+        for e in entries {
+            let e = e.map_err(|e| format!("{}: {e}", rel_str(rel)))?;
+            let ft = e
+                .file_type()
+                .map_err(|e| format!("{}: {e}", rel_str(rel)))?;
+            rel.push(e.file_name());
+            if ft.is_symlink() {
+                let target =
+                    fs::read_link(e.path()).map_err(|e| format!("{}: {e}", rel_str(rel)))?;
+                let parent = rel[..rel.len() - 1].to_vec();
+                let mut budget = 40;
+                if resolve_inside(root, parent, &target, &mut budget).is_none() {
+                    return Err(format!(
+                        "{}: symlink to {:?} points outside the repository",
+                        rel_str(rel),
+                        target.display().to_string()
+                    ));
                 }
-                let sub = repo
-                    .find_tree(entry.id())
-                    .map_err(|e| bad(&path, &e.to_string()))?;
-                checkout_is_intact(repo, odb, &sub, &path)?;
-                true
+            } else if ft.is_dir() {
+                walk(root, rel)?;
             }
-            mode @ (0o100644 | 0o100755 | 0o100664) => {
-                let (size, _) = odb
-                    .read_header(entry.id())
-                    .map_err(|e| bad(&path, &e.to_string()))?;
-                let exec = meta.permissions().mode() & 0o111 != 0;
-                meta.is_file() && meta.len() == size as u64 && exec == (mode == 0o100755)
-            }
-            0o120000 => {
-                let blob = repo
-                    .find_blob(entry.id())
-                    .map_err(|e| bad(&path, &e.to_string()))?;
-                meta.file_type().is_symlink()
-                    && fs::read_link(&path)
-                        .map(|t| t.as_os_str().as_encoded_bytes() == blob.content())
-                        .unwrap_or(false)
-            }
-            0o160000 => {
-                meta.is_dir()
-                    && fs::read_dir(&path)
-                        .map(|mut d| d.next().is_none())
-                        .unwrap_or(false)
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err(bad(&path, "differs from the tree"));
+            rel.pop();
         }
+        Ok(())
     }
-    Ok(())
+    walk(root, &mut Vec::new())
 }
 
-/// Produces the checkout of `new_tree` in `tmp` by moving the intact checkout of
-/// `old_tree` from `prev_dir` there and applying only the difference between the trees.
-/// On error `tmp` may be left half-updated; the caller removes it.
-fn update_checkout(
-    repo: &Repository,
-    old_tree: &git2::Tree,
-    new_tree: &git2::Tree,
-    prev_dir: &Path,
-    tmp: &Path,
-) -> Result<(), String> {
-    let odb = repo.odb().map_err(|e| e.to_string())?;
-    checkout_is_intact(repo, &odb, old_tree, prev_dir)?;
-    let mut opts = git2::DiffOptions::new();
-    opts.include_typechange(true).ignore_submodules(false);
-    let diff = repo
-        .diff_tree_to_tree(Some(old_tree), Some(new_tree), Some(&mut opts))
-        .map_err(|e| e.to_string())?;
-    // Resolve and check every path before touching anything.
-    let rel_path = |p: Option<&Path>| -> Result<PathBuf, String> {
-        let p = p.ok_or_else(|| "a changed entry has no path".to_owned())?;
-        let mut out = PathBuf::new();
-        for c in p.components() {
-            let Component::Normal(n) = c else {
-                return Err(format!("unsafe path {:?} in the diff", p.display()));
-            };
-            let n = n
-                .to_str()
-                .ok_or_else(|| "a file name in the tree is not UTF-8".to_owned())?;
-            check_name(n)?;
-            out.push(n);
-        }
-        if out.as_os_str().is_empty() {
-            return Err("an empty path in the diff".into());
-        }
-        Ok(out)
-    };
-    let mut removals = Vec::new();
-    let mut writes = Vec::new();
-    for delta in diff.deltas() {
-        use git2::Delta;
-        let old = delta.old_file();
-        let new = delta.new_file();
-        match delta.status() {
-            Delta::Deleted => removals.push((rel_path(old.path())?, u32::from(old.mode()))),
-            Delta::Added => writes.push((rel_path(new.path())?, u32::from(new.mode()), new.id())),
-            Delta::Modified | Delta::Typechange => {
-                removals.push((rel_path(old.path())?, u32::from(old.mode())));
-                writes.push((rel_path(new.path())?, u32::from(new.mode()), new.id()));
-            }
-            other => return Err(format!("unexpected change {other:?} in the diff")),
-        }
-    }
-
-    fs::rename(prev_dir, tmp).map_err(|e| format!("{}: {e}", prev_dir.display()))?;
-    // First every removal (so that a file may become a directory and back), pruning
-    // directories left empty, as a full checkout has no empty directories.
-    for (rel, mode) in &removals {
-        let path = tmp.join(rel);
-        let r = if *mode == 0o160000 {
-            fs::remove_dir(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        r.map_err(|e| format!("{}: {e}", rel.display()))?;
-        let mut parent = rel.parent();
-        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            let d = tmp.join(p);
-            let empty = fs::read_dir(&d)
-                .map(|mut it| it.next().is_none())
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            if !empty {
-                break;
-            }
-            fs::remove_dir(&d).map_err(|e| format!("{}: {e}", p.display()))?;
-            parent = p.parent();
-        }
-    }
-    for (rel, mode, id) in &writes {
-        // Create the parents, refusing anything but real directories on the way.
-        let mut dir = tmp.to_path_buf();
-        if let Some(parent) = rel.parent() {
-            for c in parent.components() {
-                dir.push(c);
-                match fs::symlink_metadata(&dir) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(format!("{}: not a directory", dir.display())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                    }
-                    Err(e) => return Err(format!("{}: {e}", dir.display())),
-                }
-            }
-        }
-        let path = tmp.join(rel);
-        if fs::symlink_metadata(&path).is_ok() {
-            return Err(format!("{}: already exists", rel.display()));
-        }
-        let mode = i32::try_from(*mode).map_err(|_| format!("{}: bad mode", rel.display()))?;
-        write_leaf(repo, mode, *id, &path, &dir, tmp)?;
-    }
-    Ok(())
+fn rel_str(rel: &[std::ffi::OsString]) -> String {
+    rel.iter()
+        .map(|c| c.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
-fn symlink_stays_inside(root: &Path, dir: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let Ok(start) = dir.strip_prefix(root) else {
-        return false;
-    };
-    let mut depth: Vec<&std::ffi::OsStr> = start
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
+/// Resolves `target` (a link's content) from the directory `cur` (components below
+/// `root`), following links met on the way the same way, at most `budget` of them.
+/// `None` when the path leaves `root`, is absolute, or loops.
+fn resolve_inside(
+    root: &Path,
+    mut cur: Vec<std::ffi::OsString>,
+    target: &Path,
+    budget: &mut u32,
+) -> Option<Vec<std::ffi::OsString>> {
     for c in target.components() {
         match c {
-            Component::Normal(n) => depth.push(n),
+            Component::RootDir | Component::Prefix(_) => return None,
             Component::CurDir => {}
             Component::ParentDir => {
-                if depth.pop().is_none() {
-                    return false;
+                cur.pop()?;
+            }
+            Component::Normal(n) => {
+                cur.push(n.to_owned());
+                let path = cur.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        *budget = budget.checked_sub(1)?;
+                        let next = fs::read_link(&path).ok()?;
+                        cur.pop();
+                        cur = resolve_inside(root, cur, &next, budget)?;
+                    }
+                    Ok(_) => {}
+                    // The OS would stop here too (ENOENT); continuing lexically is
+                    // only stricter.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(_) => return None,
                 }
             }
-            Component::RootDir | Component::Prefix(_) => return false,
         }
     }
-    true
+    Some(cur)
 }
 
 #[cfg(test)]
@@ -1189,21 +1234,51 @@ mod tests {
         assert!(p.ends_with(b"msg\n"));
         assert!(s.starts_with(b"-----BEGIN SSH"));
         assert!(split_tag_signature(b"object 1\n\nmsg\n").is_none());
-        let root = Path::new("/r");
-        assert!(symlink_stays_inside(
-            root,
-            Path::new("/r/a"),
-            Path::new("../b")
-        ));
-        assert!(!symlink_stays_inside(
-            root,
-            Path::new("/r/a"),
-            Path::new("../../etc")
-        ));
-        assert!(!symlink_stays_inside(
-            root,
-            Path::new("/r"),
-            Path::new("/etc/passwd")
-        ));
+    }
+
+    #[test]
+    fn symlinks_are_resolved_against_the_tree_on_disk() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir(root.join("a")).unwrap();
+        fs::write(root.join("b"), "b").unwrap();
+        symlink("../b", root.join("a/up")).unwrap();
+        symlink("a/up", root.join("chain")).unwrap();
+        assert_eq!(check_symlinks(root), Ok(()));
+        // Lexically inside (d/d/d/../../.. is the root), really three levels up.
+        symlink(".", root.join("d")).unwrap();
+        symlink("d/d/d/../../../etc", root.join("e")).unwrap();
+        let err = check_symlinks(root).unwrap_err();
+        assert!(
+            err.contains("e: symlink to") && err.contains("outside"),
+            "{err}"
+        );
+        fs::remove_file(root.join("e")).unwrap();
+        symlink("../../etc", root.join("a/out")).unwrap();
+        assert!(check_symlinks(root).is_err());
+        fs::remove_file(root.join("a/out")).unwrap();
+        // A loop is refused rather than followed forever.
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1/x", root.join("loop2")).unwrap();
+        assert!(check_symlinks(root).is_err());
+    }
+
+    #[test]
+    fn cache_entries_differ_per_credential_and_hide_it() {
+        let url = SourceUrl::parse("https://example.com/org/repo.git").unwrap();
+        let secret = [7u8; 32];
+        let a = Credentials {
+            password: Some(SecretString::from("canary-pw-1")),
+            ..Credentials::default()
+        };
+        let mut b = a.clone();
+        b.password = Some(SecretString::from("canary-pw-2"));
+        let none = cache_entry_name(&secret, &url, None);
+        let na = cache_entry_name(&secret, &url, Some(&a));
+        let nb = cache_entry_name(&secret, &url, Some(&b));
+        assert!(none != na && na != nb && none != nb);
+        assert_eq!(na, cache_entry_name(&secret, &url, Some(&a)));
+        assert_ne!(na, cache_entry_name(&[8u8; 32], &url, Some(&a)));
     }
 }

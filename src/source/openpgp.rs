@@ -178,6 +178,23 @@ pub fn judge(status: &str, code: i32, allowed: &[String]) -> Result<String, Stri
                 ));
             }
             ["VALIDSIG", fpr, rest @ ..] => {
+                // Field 8 is the hash algorithm (RFC 4880 ids). Collisions can be made
+                // for SHA-1 (and MD5, RIPEMD-160), so such signatures prove nothing, as
+                // on the SSH path.
+                match rest.get(6).map(|h| h.parse::<u8>()) {
+                    Some(Ok(8..=12 | 14)) => {}
+                    Some(Ok(1)) | Some(Ok(2)) | Some(Ok(3)) => {
+                        return Err(format!(
+                            "the OpenPGP signature by key {fpr} uses a weak hash algorithm ({}); SHA-1, MD5 and RIPEMD-160 signatures are refused",
+                            weak_hash_name(rest.get(6).copied().unwrap_or_default())
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "the OpenPGP signature by key {fpr} uses an unknown hash algorithm"
+                        ));
+                    }
+                }
                 let primary = rest.get(8).map(|s| s.to_string()).unwrap_or_default();
                 valid.push((normalize_fpr(fpr), normalize_fpr(&primary)));
             }
@@ -203,6 +220,14 @@ pub fn judge(status: &str, code: i32, allowed: &[String]) -> Result<String, Stri
         }
     }
     Ok(first.0.clone())
+}
+
+fn weak_hash_name(id: &str) -> &'static str {
+    match id {
+        "1" => "MD5",
+        "2" => "SHA-1",
+        _ => "RIPEMD-160",
+    }
 }
 
 fn status_lines(out: &str) -> impl Iterator<Item = Vec<&str>> {
@@ -256,6 +281,14 @@ mod tests {
                 .unwrap_err()
                 .contains("bad OpenPGP")
         );
+        let sha1 = good.replace(" 22 10 00 ", " 1 2 00 ");
+        assert!(
+            judge(&sha1, 0, &[FPR.into()])
+                .unwrap_err()
+                .contains("SHA-1")
+        );
+        let sha256_rsa = good.replace(" 22 10 00 ", " 1 8 00 ");
+        assert_eq!(judge(&sha256_rsa, 0, &[FPR.into()]), Ok(FPR.into()));
         assert!(looks_like_fingerprint(
             "0123 4567 89ab cdef 0123  4567 89AB CDEF 0123 4567"
         ));

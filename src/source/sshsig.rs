@@ -12,33 +12,227 @@ const MAGIC: &[u8] = b"SSHSIG";
 /// The namespace Git signs in.
 const GIT_NAMESPACE: &[u8] = b"git";
 
-/// An allowed SSH signer: its public key blob (wire format).
+/// An allowed SSH signer: its public key blob (wire format) and the restrictions of its
+/// `allowed_signers` options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSigner {
     pub key_blob: Vec<u8>,
+    /// `namespaces="..."`: patterns of the namespaces this key may sign in (`None`: any).
+    pub namespaces: Option<Vec<String>>,
+    /// `valid-after=`: the earliest signing time accepted (Unix seconds, UTC).
+    pub valid_after: Option<i64>,
+    /// `valid-before=`: the latest signing time accepted (Unix seconds, UTC).
+    pub valid_before: Option<i64>,
 }
 
 impl SshSigner {
-    /// Reads an `authorized_keys`/`allowed_signers`-style line: the first field that is
-    /// a key type followed by the base64 key; anything around it (principals, options,
-    /// comment) is ignored.
-    pub fn parse(line: &str) -> Option<Self> {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        for w in fields.windows(2) {
-            if is_key_type(w[0]) {
-                let blob = STANDARD.decode(w[1]).ok()?;
-                let mut r = Reader::new(&blob);
-                if r.string().ok()? != w[0].as_bytes() {
-                    return None;
+    /// Reads a public key line or an `allowed_signers` line
+    /// (`principals [options] keytype base64 [comment]`). `None` when the line holds no
+    /// SSH public key; an error when its options cannot be honoured. Options:
+    /// `namespaces="a,b"` (patterns with `*`, `?`, `!`), `valid-after=`/`valid-before=`
+    /// (`YYYYMMDD[HHMM[SS]]`, read as UTC, optional `Z`). `cert-authority` and unknown
+    /// options are refused rather than ignored, since ignoring one would widen trust.
+    pub fn parse(line: &str) -> Option<Result<Self, String>> {
+        let fields = split_fields(line);
+        let k = fields.iter().position(|f| is_key_type(f))?;
+        let b64 = fields.get(k + 1)?;
+        let blob = STANDARD.decode(b64).ok()?;
+        let mut r = Reader::new(&blob);
+        if r.string().ok()? != fields[k].as_bytes() {
+            return None;
+        }
+        let options = match k {
+            0 => None,
+            // One field before the key: principals, or options without principals.
+            1 if fields[0].contains('=') || fields[0].eq_ignore_ascii_case("cert-authority") => {
+                Some(fields[0].as_str())
+            }
+            1 => None,
+            2 => Some(fields[1].as_str()),
+            _ => {
+                return Some(Err(
+                    "the allowed_signers line has more than principals and options before the key"
+                        .into(),
+                ));
+            }
+        };
+        let mut signer = SshSigner {
+            key_blob: blob,
+            namespaces: None,
+            valid_after: None,
+            valid_before: None,
+        };
+        if let Some(opts) = options
+            && let Err(e) = signer.apply_options(opts)
+        {
+            return Some(Err(e));
+        }
+        Some(Ok(signer))
+    }
+
+    fn apply_options(&mut self, opts: &str) -> Result<(), String> {
+        for opt in split_outside_quotes(opts, ',') {
+            let (name, value) = match opt.split_once('=') {
+                Some((n, v)) => (n.to_ascii_lowercase(), Some(unquote(v))),
+                None => (opt.to_ascii_lowercase(), None),
+            };
+            match (name.as_str(), value) {
+                ("cert-authority", None) => {
+                    return Err("allowed_signers option cert-authority (trusting keys certified by a CA) is not supported; list the signing keys themselves".into());
                 }
-                return Some(SshSigner { key_blob: blob });
+                ("namespaces", Some(v)) => {
+                    self.namespaces = Some(v.split(',').map(|p| p.trim().to_owned()).collect());
+                }
+                ("valid-after", Some(v)) => self.valid_after = Some(parse_time(&v)?),
+                ("valid-before", Some(v)) => self.valid_before = Some(parse_time(&v)?),
+                _ => {
+                    return Err(format!(
+                        "allowed_signers option {name:?} is not supported (supported: namespaces=, valid-after=, valid-before=)"
+                    ));
+                }
             }
         }
-        None
+        Ok(())
+    }
+
+    /// Whether this entry allows a signature in `namespace` made at `time`.
+    fn permits(&self, namespace: &str, time: Option<i64>) -> Result<(), String> {
+        if let Some(patterns) = &self.namespaces
+            && !pattern_list_matches(patterns, namespace)
+        {
+            return Err(format!(
+                "the key may sign only in namespaces {:?}, not {namespace:?}",
+                patterns.join(",")
+            ));
+        }
+        if self.valid_after.is_some() || self.valid_before.is_some() {
+            let Some(t) = time else {
+                return Err(
+                    "the key has a validity period but the signed object carries no time".into(),
+                );
+            };
+            if let Some(after) = self.valid_after
+                && t < after
+            {
+                return Err(
+                    "the key was not yet valid when the object was signed (valid-after)".into(),
+                );
+            }
+            if let Some(before) = self.valid_before
+                && t > before
+            {
+                return Err(
+                    "the key was no longer valid when the object was signed (valid-before)".into(),
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.key_blob)
+    }
+}
+
+/// Splits on whitespace outside double quotes.
+fn split_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        if c == '"' {
+            quoted = !quoted;
+            cur.push(c);
+        } else if c.is_whitespace() && !quoted {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn split_outside_quotes(s: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        if c == '"' {
+            quoted = !quoted;
+            cur.push(c);
+        } else if c == sep && !quoted {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn unquote(v: &str) -> String {
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+        .to_owned()
+}
+
+/// `YYYYMMDD`, `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS`, optionally ending in `Z`, as UTC.
+fn parse_time(v: &str) -> Result<i64, String> {
+    let bad = || format!("{v:?} is not a time of the form YYYYMMDD[HHMM[SS]][Z]");
+    let digits = v.strip_suffix(['Z', 'z']).unwrap_or(v);
+    if !matches!(digits.len(), 8 | 12 | 14) || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let num = |a: usize, b: usize| digits.get(a..b).and_then(|s| s.parse::<i64>().ok());
+    let (y, mo, d) = (
+        num(0, 4).ok_or_else(bad)?,
+        num(4, 6).ok_or_else(bad)?,
+        num(6, 8).ok_or_else(bad)?,
+    );
+    let (h, mi) = (num(8, 10).unwrap_or(0), num(10, 12).unwrap_or(0));
+    let sec = num(12, 14).unwrap_or(0);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return Err(bad());
+    }
+    // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm.
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(days * 86_400 + h * 3_600 + mi * 60 + sec)
+}
+
+/// OpenSSH pattern-list matching: any non-negated pattern matches and no negated one.
+fn pattern_list_matches(patterns: &[String], s: &str) -> bool {
+    let mut matched = false;
+    for p in patterns {
+        if let Some(neg) = p.strip_prefix('!') {
+            if glob(neg.as_bytes(), s.as_bytes()) {
+                return false;
+            }
+        } else if glob(p.as_bytes(), s.as_bytes()) {
+            matched = true;
+        }
+    }
+    matched
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
     }
 }
 
@@ -50,9 +244,19 @@ pub(crate) fn is_key_type(s: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SshSigError {
     Malformed(String),
-    NotAllowed { fingerprint: String },
-    Bad { fingerprint: String, reason: String },
+    NotAllowed {
+        fingerprint: String,
+    },
+    Bad {
+        fingerprint: String,
+        reason: String,
+    },
     Unsupported(String),
+    /// An allowed key, but its `allowed_signers` options exclude this signature.
+    Restricted {
+        fingerprint: String,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for SshSigError {
@@ -71,16 +275,27 @@ impl std::fmt::Display for SshSigError {
                 "bad SSH signature by key {fingerprint} (the signed content was altered or the signature is forged): {reason}"
             ),
             SshSigError::Unsupported(m) => write!(f, "unsupported SSH signature: {m}"),
+            SshSigError::Restricted {
+                fingerprint,
+                reason,
+            } => write!(
+                f,
+                "signed with SSH key {fingerprint}, which is an allowed signer, but not for this signature: {reason}"
+            ),
         }
     }
 }
 
 /// Verifies an armored SSH signature over `payload`; on success returns the
 /// fingerprint of the signing key, which is one of `allowed`.
+///
+/// `signed_at` is the time of the signed object (committer or tagger date), checked
+/// against `valid-after`/`valid-before` as `git` does with `ssh-keygen -Y verify`.
 pub fn verify(
     armored: &[u8],
     payload: &[u8],
     allowed: &[SshSigner],
+    signed_at: Option<i64>,
 ) -> Result<String, SshSigError> {
     let blob = dearmor(armored)?;
     let mut r = Reader::new(&blob);
@@ -112,8 +327,26 @@ pub fn verify(
             ),
         });
     }
-    if !allowed.iter().any(|a| a.key_blob == public_key) {
+    let entries: Vec<&SshSigner> = allowed
+        .iter()
+        .filter(|a| a.key_blob == public_key)
+        .collect();
+    if entries.is_empty() {
         return Err(SshSigError::NotAllowed { fingerprint: fpr });
+    }
+    let ns = String::from_utf8_lossy(namespace);
+    let mut refusal = None;
+    if !entries.iter().any(|a| match a.permits(&ns, signed_at) {
+        Ok(()) => true,
+        Err(why) => {
+            refusal = Some(why);
+            false
+        }
+    }) {
+        return Err(SshSigError::Restricted {
+            fingerprint: fpr,
+            reason: refusal.unwrap_or_default(),
+        });
     }
     let digest_alg = match hash_alg {
         b"sha256" => &digest::SHA256,
@@ -297,16 +530,66 @@ mod tests {
     fn rejects_garbage_without_panicking() {
         let allowed = [];
         assert!(matches!(
-            verify(b"nothing", b"x", &allowed),
+            verify(b"nothing", b"x", &allowed, None),
             Err(SshSigError::Malformed(_))
         ));
         let armored =
             "-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n";
         assert!(matches!(
-            verify(armored.as_bytes(), b"x", &allowed),
+            verify(armored.as_bytes(), b"x", &allowed, None),
             Err(SshSigError::Malformed(_))
         ));
         assert!(SshSigner::parse("not a key").is_none());
         assert!(SshSigner::parse("ssh-ed25519 !!!").is_none());
+    }
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKRqJNSq9ShUCk1Nzv2rAQDLP3Ohx0o8bsgGXlTD2x8x";
+
+    #[test]
+    fn allowed_signers_options() {
+        let s = SshSigner::parse(&format!(
+            "dev@example.com namespaces=\"file,git\",valid-after=\"20240101\",valid-before=\"20250101120000Z\" {KEY} laptop"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.valid_after, Some(1_704_067_200));
+        assert_eq!(s.valid_before, Some(1_735_732_800));
+        assert_eq!(s.permits("git", Some(1_720_000_000)), Ok(()));
+        assert!(
+            s.permits("git", Some(1_704_067_199))
+                .unwrap_err()
+                .contains("not yet valid")
+        );
+        assert!(
+            s.permits("git", Some(1_735_732_801))
+                .unwrap_err()
+                .contains("no longer valid")
+        );
+        assert!(s.permits("git", None).is_err());
+        let file_only = SshSigner::parse(&format!("* namespaces=\"file\" {KEY}"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            file_only
+                .permits("git", None)
+                .unwrap_err()
+                .contains("namespaces")
+        );
+        let negated = SshSigner::parse(&format!("* namespaces=\"*,!git\" {KEY}"))
+            .unwrap()
+            .unwrap();
+        assert!(negated.permits("git", None).is_err());
+        assert!(negated.permits("file", None).is_ok());
+        let plain = SshSigner::parse(&format!("dev@example.com {KEY}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(plain.permits("git", None), Ok(()));
+        let ca = SshSigner::parse(&format!("*.example.com cert-authority {KEY}")).unwrap();
+        assert!(ca.unwrap_err().contains("cert-authority"));
+        let unknown = SshSigner::parse(&format!("* no-touch-required {KEY}")).unwrap();
+        assert!(unknown.unwrap_err().contains("not supported"));
+        let bad_time = SshSigner::parse(&format!("* valid-after=\"2024\" {KEY}")).unwrap();
+        assert!(bad_time.unwrap_err().contains("YYYYMMDD"));
     }
 }

@@ -1,7 +1,5 @@
 //! Source URLs: which transport, which host and port (for the known_hosts check), the
-//! form that may appear in errors and logs (never with a password), and the cache key.
-
-use ring::digest;
+//! form that may appear in errors and logs (never with a password).
 
 /// The transport a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +46,16 @@ impl SourceUrl {
                 "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
                 "git" => Scheme::Git,
                 "file" => Scheme::File,
-                other => return Err(format!("unsupported URL scheme {other:?}")),
+                // The scheme is echoed only when it is a plain word: text before
+                // "://" may be a mistyped `user:password@host`.
+                other
+                    if other
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+                {
+                    return Err(format!("unsupported URL scheme {other:?}"));
+                }
+                _ => return Err("unsupported or malformed URL scheme".into()),
             };
             if scheme_kind == Scheme::File {
                 return Ok(SourceUrl {
@@ -60,13 +67,34 @@ impl SourceUrl {
                     redacted: url.to_owned(),
                 });
             }
-            let (authority, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, ""),
+            // The user information ends at the last '@'; anything in it that RFC 3986
+            // does not allow unencoded ('/', '@', '?', '#', ...) makes the URL
+            // ambiguous, and a transport could read part of a password as the host or
+            // path and show it. Such URLs are refused without echoing any of it.
+            let (userinfo, after) = match rest.rfind('@') {
+                Some(i) if !is_host_then_plain_path(&rest[..i]) => {
+                    (Some(&rest[..i]), &rest[i + 1..])
+                }
+                _ => (None, rest),
             };
-            let (userinfo, hostport) = match authority.rfind('@') {
-                Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-                None => (None, authority),
+            if let Some(ui) = userinfo
+                && !ui
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:%".contains(c))
+            {
+                return Err("the user name or password in the URL contains characters that must be percent-encoded ('/' as %2F, '@' as %40, '?' as %3F, '#' as %23, ...)".into());
+            }
+            if let Some(ui) = userinfo
+                && !percent_encoding_is_valid(ui)
+            {
+                return Err(
+                    "the user name or password in the URL contains a '%' that is not followed by two hex digits"
+                        .into(),
+                );
+            }
+            let (hostport, path) = match after.find('/') {
+                Some(i) => (&after[..i], &after[i..]),
+                None => (after, ""),
             };
             let (user, password) = match userinfo {
                 Some(ui) => match ui.split_once(':') {
@@ -125,16 +153,6 @@ impl SourceUrl {
         )
     }
 
-    /// The name of the cache directory for this URL: a hash of the URL without any
-    /// password, so that rotating a password keeps the cache.
-    pub fn cache_key(&self) -> String {
-        let d = digest::digest(&digest::SHA256, self.redacted.as_bytes());
-        d.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
     /// The known_hosts name of this host: `host`, or `[host]:port` for a port other
     /// than 22.
     pub fn known_hosts_name(&self) -> String {
@@ -166,8 +184,73 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
+    // Not echoed: with a malformed URL this could be part of a password.
     p.parse::<u16>()
-        .map_err(|_| format!("invalid port {p:?} in the URL"))
+        .map_err(|_| "invalid port in the URL".to_owned())
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// True when `s` (the text before the last '@') is `host[:port]/path` with no ':' in the
+/// path, i.e. the '@' belongs to the path, not to user information.
+fn is_host_then_plain_path(s: &str) -> bool {
+    let Some(slash) = s.find('/') else {
+        return false;
+    };
+    let (authority, path) = s.split_at(slash);
+    if path.contains(':') || authority.is_empty() {
+        return false;
+    }
+    if authority.starts_with('[') {
+        return split_host_port(authority).is_ok();
+    }
+    match authority.split_once(':') {
+        None => true,
+        Some((h, p)) => !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()),
+    }
+}
+
+fn percent_encoding_is_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if i + 2 >= b.len() {
+                return false;
+            }
+            if !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// `s` with `%XX` sequences decoded (lossily), for scrubbing the form a transport shows.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex_value(b[i + 1]), hex_value(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -184,6 +267,32 @@ mod tests {
         assert!(!u.redacted.contains("hunter2"));
         let plain = SourceUrl::parse("https://example.com:8443/org/repo.git").unwrap();
         assert_ne!(plain.redacted, u.redacted);
+    }
+
+    #[test]
+    fn unencoded_characters_in_a_password_are_refused_without_echo() {
+        for url in [
+            "https://alice:canary/pw@example.com/repo.git",
+            "https://alice:canary@pw@example.com/repo.git",
+            "https://alice:canary?pw@example.com/repo.git",
+            "https://alice:canary#pw@example.com/repo.git",
+            "https://al/ice:canary@example.com/repo.git",
+            "https://alice:canary%zz@example.com/repo.git",
+            "alice:canary@example.com://x",
+        ] {
+            let e = SourceUrl::parse(url).unwrap_err();
+            assert!(!e.contains("canary"), "{url}: {e}");
+        }
+        let ok = SourceUrl::parse("https://alice:canary%2Fpw%40x@example.com/repo.git").unwrap();
+        assert_eq!(ok.host, "example.com");
+        assert_eq!(ok.redacted, "https://alice:***@example.com/repo.git");
+        assert_eq!(percent_decode("canary%2Fpw%40x"), "canary/pw@x");
+        // An '@' in the path after a host and port is still a path.
+        let p = SourceUrl::parse("https://example.com:8443/org/repo@v1").unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.user.as_deref()),
+            ("example.com", Some(8443), None)
+        );
     }
 
     #[test]

@@ -228,6 +228,11 @@ pub struct GpgKey {
 
 impl GpgKey {
     pub fn generate(uid: &str) -> Arc<Self> {
+        Self::generate_with(uid, "ed25519")
+    }
+
+    /// A key of the given gpg algorithm (`ed25519`, `rsa2048`, ...).
+    pub fn generate_with(uid: &str, algo: &str) -> Arc<Self> {
         let gpg = tool("gpg");
         let dir = tempfile::Builder::new()
             .prefix("gpg-")
@@ -241,7 +246,7 @@ impl GpgKey {
             "",
             "--quick-gen-key",
             uid,
-            "ed25519",
+            algo,
             "sign",
             "never",
         ]);
