@@ -256,6 +256,122 @@ async fn kubectl_service_account_token_review_and_bearer() {
     env.cluster.shutdown().await;
 }
 
+const BOUND_POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"runner","namespace":"team-a"},
+"spec":{"serviceAccountName":"deployer","containers":[{"name":"c","image":"busybox"}]}}"#;
+
+/// A token bound to a Pod or Secret authenticates only while that very object (same uid)
+/// exists: deleting it, or replacing it with a namesake, ends the token, for bearer
+/// authentication and for TokenReview alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_bound_token_dies_with_its_pod_or_secret() {
+    let env = common::start().await;
+    team_a(&env).await;
+    let pod = env.write("pod.json", BOUND_POD);
+    env.kubectl_ok(&["create", "-f", &pod]).await;
+    env.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "bound",
+        "-n",
+        "team-a",
+        "--from-literal=k=v",
+    ])
+    .await;
+    let whoami = |token: String| {
+        let env = &env;
+        async move {
+            env.kubectl(&[
+                &format!("--token={token}"),
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ])
+            .await
+        }
+    };
+    let review = |token: &str| {
+        let env = &env;
+        let file = env.write(
+            "review.json",
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "spec": {"token": token}})
+            .to_string(),
+        );
+        async move {
+            let out = env.kubectl_ok(&["create", "-f", &file, "-o", "json"]).await;
+            serde_json::from_str::<Value>(&out).expect("json")
+        }
+    };
+    for (kind, name, delete, recreate) in [
+        (
+            "Pod",
+            "runner",
+            vec!["delete", "pod", "runner", "-n", "team-a"],
+            vec!["create", "-f", pod.as_str()],
+        ),
+        (
+            "Secret",
+            "bound",
+            vec!["delete", "secret", "bound", "-n", "team-a"],
+            vec![
+                "create",
+                "secret",
+                "generic",
+                "bound",
+                "-n",
+                "team-a",
+                "--from-literal=k=v",
+            ],
+        ),
+    ] {
+        let token = env
+            .kubectl_ok(&[
+                "create",
+                "token",
+                "deployer",
+                "-n",
+                "team-a",
+                &format!("--bound-object-kind={kind}"),
+                &format!("--bound-object-name={name}"),
+            ])
+            .await
+            .trim()
+            .to_string();
+        let out = whoami(token.clone()).await;
+        assert_eq!(stdout(&out), SA, "{kind}: {}", stderr(&out));
+        assert_eq!(review(&token).await["status"]["authenticated"], true);
+
+        env.kubectl_ok(&delete).await;
+        let out = whoami(token.clone()).await;
+        assert!(!out.status.success(), "{kind}: token outlived its object");
+        assert!(unauthorized(&stderr(&out)), "{kind}: {}", stderr(&out));
+        let r = review(&token).await;
+        assert_ne!(r["status"]["authenticated"], true, "{kind}: {r}");
+        assert_eq!(
+            r["status"]["error"], "service account token has been invalidated",
+            "{kind}: {r}"
+        );
+
+        // A new object of the same name is not the one the token was bound to.
+        env.kubectl_ok(&recreate).await;
+        let out = whoami(token.clone()).await;
+        assert!(unauthorized(&stderr(&out)), "{kind}: {}", stderr(&out));
+        let r = review(&token).await;
+        assert_ne!(r["status"]["authenticated"], true, "{kind}: {r}");
+        let claim = kind.to_ascii_lowercase();
+        assert!(
+            r["status"]["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&format!("{claim} UID ("))
+                    && e.contains(&format!("service account {claim} ref claim"))),
+            "{kind}: {r}"
+        );
+    }
+    env.cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_impersonation_needs_permission() {
     // `--raw` skips discovery: a 403 on a discovery document shows kubectl's own message.
