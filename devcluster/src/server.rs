@@ -301,6 +301,14 @@ fn rbac_guard(
     }
 }
 
+/// A binding's roleRef after defaulting, as kube-apiserver validates it on create and update.
+fn check_role_ref(t: &Target, obj: &Value) -> Result<(), ApiError> {
+    if t.def.group != crate::rbac::RBAC_GROUP || t.sub.is_some() {
+        return Ok(());
+    }
+    crate::rbac::validate_role_ref(&t.def.kind, obj)
+}
+
 /// Whether an update changes nothing but what the garbage collector writes (owner references
 /// and finalizers): kube-apiserver lets those through without the RBAC escalation check.
 fn only_gc_fields_changed(old: &Value, new: &Value) -> bool {
@@ -1061,6 +1069,7 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
         o.insert("status".into(), st);
     }
     schema::check(&t.def, &mut obj)?;
+    check_role_ref(t, &obj)?;
     let obj = stamped(&t.def, &obj);
     let obj = events::stored(&t.def, obj);
     events::validate(&t.def, &obj, None)?;
@@ -1331,6 +1340,7 @@ where
         let mut change = lifecycle::prepare_update(&t.def, old, new, t.sub.as_deref())?;
         if let Change::Put(v) = &mut change {
             schema::check(&t.def, v)?;
+            check_role_ref(t, v)?;
         }
         Ok(match change {
             Change::Put(mut v) => {

@@ -372,6 +372,97 @@ async fn kubectl_bound_token_dies_with_its_pod_or_secret() {
     env.cluster.shutdown().await;
 }
 
+/// `bind` is granted per API group: holding it on some other group's "clusterroles" must not
+/// let a user bind `cluster-admin`. kube-apiserver refuses any roleRef outside the RBAC group
+/// (422), so such a binding is never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_bind_on_another_group_cannot_bind_cluster_admin() {
+    let env = common::start().await;
+    team_a(&env).await;
+    env.cluster.add_user_token("mallory-token", "mallory", &[]);
+    let binder = env.write(
+        "binder.json",
+        &json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": "foreign-binder"},
+             "rules": [
+                {"apiGroups": ["rbac.authorization.k8s.io"],
+                 "resources": ["clusterrolebindings", "rolebindings"], "verbs": ["create", "get"]},
+                {"apiGroups": ["foo.example.com"], "resources": ["clusterroles"], "verbs": ["bind"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": "foreign-binder"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "foreign-binder"},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}]}]})
+        .to_string(),
+    );
+    env.kubectl_ok(&["create", "-f", &binder]).await;
+    let binding = |kind: &str, group: &str| {
+        let mut meta = json!({"name": "mallory-admin"});
+        if kind == "RoleBinding" {
+            meta["namespace"] = json!("team-a");
+        }
+        env.write(
+            "grab.json",
+            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
+                    "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": "cluster-admin"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                  "name": "mallory"}]})
+            .to_string(),
+        )
+    };
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        let out = env
+            .kubectl(&[
+                "--token=mallory-token",
+                "create",
+                "-f",
+                &binding(kind, "foo.example.com"),
+            ])
+            .await;
+        assert!(!out.status.success(), "{kind} to cluster-admin was stored");
+        assert!(
+            stderr(&out).contains(&format!(
+                "The {kind} \"mallory-admin\" is invalid: roleRef.apiGroup: Unsupported value: \"foo.example.com\": supported values: \"rbac.authorization.k8s.io\""
+            )),
+            "{}",
+            stderr(&out)
+        );
+        // The real group: the bind grant on the other group does not count, so escalation is
+        // refused.
+        let out = env
+            .kubectl(&[
+                "--token=mallory-token",
+                "create",
+                "-f",
+                &binding(kind, "rbac.authorization.k8s.io"),
+            ])
+            .await;
+        assert!(
+            stderr(&out).contains("is attempting to grant RBAC permissions not currently held"),
+            "{}",
+            stderr(&out)
+        );
+        let lower = kind.to_ascii_lowercase();
+        let out = env
+            .kubectl(&["get", &lower, "mallory-admin", "-n", "team-a"])
+            .await;
+        assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
+    }
+    let out = env
+        .kubectl(&[
+            "--token=mallory-token",
+            "auth",
+            "can-i",
+            "delete",
+            "secrets",
+            "-A",
+        ])
+        .await;
+    assert_eq!(stdout(&out).trim(), "no");
+    env.cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_impersonation_needs_permission() {
     // `--raw` skips discovery: a 403 on a discovery document shows kubectl's own message.
