@@ -1275,10 +1275,10 @@ fn apply_error(e: &ssa::ApplyError) -> ApiError {
 }
 
 fn patch_error(e: patch_ops::PatchError) -> ApiError {
-    let reason = if e.code() == 422 {
-        "Invalid"
-    } else {
-        "BadRequest"
+    let reason = match e.code() {
+        422 => "Invalid",
+        413 => "RequestEntityTooLarge",
+        _ => "BadRequest",
     };
     ApiError::new(e.code(), reason, e.message())
 }
@@ -1725,6 +1725,10 @@ fn patch(
                 return Err(ApiError::bad_request(
                     "the patched object is not a JSON object",
                 ));
+            }
+            // What a patch makes is held to what a request could have sent.
+            if patch_ops::json_size(&new) > MAX_BODY {
+                return Err(ApiError::too_large(MAX_BODY));
             }
             let introduced: Vec<String> = match schema::schema_of(&t.def) {
                 // The stored object is already pruned: whatever is dropped came with the patch.
