@@ -1465,3 +1465,89 @@ async fn item14_http_details() {
         env.cluster.shutdown().await;
     }
 }
+
+/// /healthz, /livez and /readyz answer as kube-apiserver's health handlers: `ok`, the verbose
+/// check list, single checks; they are authenticated and authorized like any path, so a bad
+/// token is a 401, anonymous callers reach only the roots (system:public-info-viewer), and with
+/// anonymous access off a request without credentials is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_answer_as_kube_apiserver() {
+    let env = common::start().await;
+    for endpoint in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(env.kubectl_ok(&["get", "--raw", endpoint]).await, "ok");
+        let verbose = env
+            .kubectl_ok(&["get", "--raw", &format!("{endpoint}?verbose")])
+            .await;
+        let lines: Vec<&str> = verbose.lines().collect();
+        assert_eq!(lines.first(), Some(&"[+]ping ok"), "{verbose}");
+        assert!(lines.contains(&"[+]etcd ok"), "{verbose}");
+        let name = endpoint.trim_start_matches('/');
+        assert_eq!(
+            lines.last().copied(),
+            Some(format!("{name} check passed").as_str()),
+            "{verbose}"
+        );
+        assert!(
+            lines[..lines.len() - 1]
+                .iter()
+                .all(|l| l.starts_with("[+]")),
+            "{verbose}"
+        );
+        let excluded = env
+            .kubectl_ok(&[
+                "get",
+                "--raw",
+                &format!("{endpoint}?verbose&exclude=etcd&exclude=nope"),
+            ])
+            .await;
+        assert!(excluded.contains("[+]etcd excluded: ok\n"), "{excluded}");
+        assert!(
+            excluded
+                .contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"),
+            "{excluded}"
+        );
+        assert_eq!(
+            env.kubectl_ok(&["get", "--raw", &format!("{endpoint}/ping")])
+                .await,
+            "ok"
+        );
+        let out = env
+            .kubectl(&["get", "--raw", &format!("{endpoint}/no-such-check")])
+            .await;
+        stderr_has(&out, "NotFound");
+
+        // Anonymous: the root only.
+        let anon = ["--as=system:anonymous", "--as-group=system:unauthenticated"];
+        assert_eq!(
+            env.kubectl_ok(&[&["get", "--raw", endpoint][..], &anon[..]].concat())
+                .await,
+            "ok"
+        );
+        let ping = format!("{endpoint}/ping");
+        let out = env
+            .kubectl(&[&["get", "--raw", ping.as_str()][..], &anon[..]].concat())
+            .await;
+        stderr_has(
+            &out,
+            &format!("User \"system:anonymous\" cannot get path \"{ping}\""),
+        );
+        // A token that does not authenticate is refused here too.
+        let out = env
+            .kubectl(&["--token=not-a-token", "get", "--raw", endpoint])
+            .await;
+        stderr_has(&out, "Unauthorized");
+    }
+    env.cluster.shutdown().await;
+
+    // Without anonymous access, a request without credentials is a 401 (kubectl over plain
+    // http sends none).
+    let env = common::start_with(devcluster::Config {
+        tls: false,
+        anonymous: false,
+        ..Default::default()
+    })
+    .await;
+    let out = env.kubectl(&["get", "--raw", "/healthz"]).await;
+    stderr_has(&out, "Unauthorized");
+    env.cluster.shutdown().await;
+}
