@@ -508,3 +508,69 @@ async fn kubectl_get_prints_kube_apiserver_columns() {
     );
     env.cluster.shutdown().await;
 }
+
+/// The kubeconfig holds the admin token: rewriting it leaves a 0600 regular file whatever was
+/// at the path, and a symlink planted there (say, to ~/.bashrc) is replaced, not written through.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_rewrite_is_private_and_does_not_follow_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = common::start().await;
+    let dir = env.dir.path();
+    let private = |p: &std::path::Path| {
+        let meta = std::fs::symlink_metadata(p).expect("kubeconfig exists");
+        assert!(
+            meta.file_type().is_file(),
+            "{} is not a regular file",
+            p.display()
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", p.display());
+    };
+
+    // An existing world-readable file at the path.
+    let loose = dir.join("loose.kubeconfig");
+    std::fs::write(&loose, "old").expect("write");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    env.cluster.write_kubeconfig(&loose).expect("rewritten");
+    private(&loose);
+    assert_eq!(
+        std::fs::read_to_string(&loose).expect("read"),
+        env.cluster.kubeconfig()
+    );
+
+    // A link planted at the path.
+    let bashrc = dir.join("bashrc");
+    let canary = "export CANARY_BASHRC=unchanged\n";
+    std::fs::write(&bashrc, canary).expect("write");
+    std::fs::set_permissions(&bashrc, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let planted = dir.join("planted.kubeconfig");
+    std::os::unix::fs::symlink(&bashrc, &planted).expect("symlink");
+    env.cluster.write_kubeconfig(&planted).expect("rewritten");
+    assert_eq!(std::fs::read_to_string(&bashrc).expect("read"), canary);
+    let mode = std::fs::metadata(&bashrc)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "the link target's mode changed");
+    private(&planted);
+
+    // kubectl uses the rewritten file, and no temporary file is left behind.
+    let out = env
+        .kubectl_cmd(&["get", "ns", "default", "-o", "name"])
+        .env("KUBECONFIG", &planted)
+        .output()
+        .await
+        .expect("kubectl runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "namespace/default"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    env.cluster.shutdown().await;
+}
