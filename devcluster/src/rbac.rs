@@ -822,6 +822,39 @@ pub fn validate_role_ref(kind: &str, object: &Value) -> Result<(), ApiError> {
     ))
 }
 
+/// A binding's roleRef is immutable (422 on update, with Go's `%#v` of the new value): a
+/// binding to another role is a new binding.
+pub fn validate_role_ref_unchanged(kind: &str, old: &Value, new: &Value) -> Result<(), ApiError> {
+    if !matches!(kind, "RoleBinding" | "ClusterRoleBinding") {
+        return Ok(());
+    }
+    let part = |v: &Value, k: &str| {
+        v.get("roleRef")
+            .map(|r| str_field(r, k).to_owned())
+            .unwrap_or_default()
+    };
+    let fields = ["apiGroup", "kind", "name"];
+    if fields.iter().all(|k| part(old, k) == part(new, k)) {
+        return Ok(());
+    }
+    let rendered = format!(
+        "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
+        go_quote(&part(new, "apiGroup")),
+        go_quote(&part(new, "kind")),
+        go_quote(&part(new, "name"))
+    );
+    Err(ApiError::invalid(
+        RBAC_GROUP,
+        kind,
+        meta_field(new, "name"),
+        vec![FieldError::invalid_rendered(
+            "roleRef",
+            &rendered,
+            "cannot change roleRef",
+        )],
+    ))
+}
+
 fn rules_of(obj: &Value) -> Vec<Rule> {
     obj.get("rules")
         .and_then(Value::as_array)
@@ -1665,6 +1698,21 @@ mod tests {
         assert_eq!(
             e.message,
             r#"RoleBinding.rbac.authorization.k8s.io "b" is invalid: [roleRef.apiGroup: Unsupported value: "": supported values: "rbac.authorization.k8s.io", roleRef.kind: Unsupported value: "User": supported values: "Role", "ClusterRole", roleRef.name: Required value]"#
+        );
+        // Immutable on update.
+        let view = binding(
+            "RoleBinding",
+            json!({"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "view"}),
+        );
+        let admin = binding(
+            "RoleBinding",
+            json!({"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "admin"}),
+        );
+        assert!(validate_role_ref_unchanged("RoleBinding", &view, &view).is_ok());
+        let e = validate_role_ref_unchanged("RoleBinding", &view, &admin).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"RoleBinding.rbac.authorization.k8s.io "b" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"admin"}: cannot change roleRef"#
         );
     }
 

@@ -381,11 +381,15 @@ fn rbac_guard(
 }
 
 /// A binding's roleRef after defaulting, as kube-apiserver validates it on create and update.
-fn check_role_ref(t: &Target, obj: &Value) -> Result<(), ApiError> {
+fn check_role_ref(t: &Target, old: Option<&Value>, obj: &Value) -> Result<(), ApiError> {
     if t.def.group != crate::rbac::RBAC_GROUP || t.sub.is_some() {
         return Ok(());
     }
-    crate::rbac::validate_role_ref(&t.def.kind, obj)
+    crate::rbac::validate_role_ref(&t.def.kind, obj)?;
+    match old {
+        Some(old) => crate::rbac::validate_role_ref_unchanged(&t.def.kind, old, obj),
+        None => Ok(()),
+    }
 }
 
 /// Whether an update changes nothing but what the garbage collector writes (owner references
@@ -1146,7 +1150,7 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
         o.insert("status".into(), st);
     }
     schema::check(&t.def, &mut obj)?;
-    check_role_ref(t, &obj)?;
+    check_role_ref(t, None, &obj)?;
     let obj = stamped(&t.def, &obj);
     let obj = events::stored(&t.def, obj);
     events::validate(&t.def, &obj, None)?;
@@ -1417,7 +1421,7 @@ where
         let mut change = lifecycle::prepare_update(&t.def, old, new, t.sub.as_deref())?;
         if let Change::Put(v) = &mut change {
             schema::check(&t.def, v)?;
-            check_role_ref(t, v)?;
+            check_role_ref(t, Some(old), v)?;
         }
         Ok(match change {
             Change::Put(mut v) => {

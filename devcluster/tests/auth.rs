@@ -460,6 +460,37 @@ async fn kubectl_bind_on_another_group_cannot_bind_cluster_admin() {
         ])
         .await;
     assert_eq!(stdout(&out).trim(), "no");
+
+    // roleRef is immutable: a binding to another role is a new binding.
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "viewers",
+        "-n",
+        "team-a",
+        "--clusterrole=view",
+        "--user=bob",
+    ])
+    .await;
+    let out = env
+        .kubectl(&[
+            "patch",
+            "rolebinding",
+            "viewers",
+            "-n",
+            "team-a",
+            "--type=merge",
+            "-p",
+            r#"{"roleRef":{"name":"cluster-admin"}}"#,
+        ])
+        .await;
+    assert!(
+        stderr(&out).contains(
+            r#"roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"cluster-admin"}: cannot change roleRef"#
+        ),
+        "{}",
+        stderr(&out)
+    );
     env.cluster.shutdown().await;
 }
 
