@@ -13,6 +13,12 @@ use support::{Sandbox, tool};
 fn devcluster_serves_kubectl_until_interrupted() {
     let sb = Sandbox::new();
     let kubeconfig = sb.path("dev.kubeconfig");
+    // A link planted at the kubeconfig path must be replaced, not written through.
+    let bashrc = sb.path("bashrc");
+    let canary = "export CANARY_BASHRC=unchanged\n";
+    std::fs::write(&bashrc, canary).expect("bashrc written");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&bashrc, &kubeconfig).expect("link planted");
     let mut child = sb
         .lockstep([
             "devcluster",
@@ -45,12 +51,19 @@ fn devcluster_serves_kubectl_until_interrupted() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&kubeconfig)
-            .expect("kubeconfig written")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "the kubeconfig holds the admin token");
+        let meta = std::fs::symlink_metadata(&kubeconfig).expect("kubeconfig written");
+        assert!(meta.file_type().is_file(), "the planted link was followed");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "the kubeconfig holds the admin token"
+        );
     }
+    assert_eq!(
+        std::fs::read_to_string(&bashrc).expect("bashrc read"),
+        canary,
+        "the kubeconfig was written through the planted link"
+    );
 
     let kubectl = |args: &[&str]| {
         sb.command(tool("kubectl"))

@@ -168,11 +168,27 @@ impl Authenticator {
         );
     }
 
-    /// Whether the service account exists with this uid (tokens die with their SA).
-    fn sa_exists(&self, ns: &str, name: &str, uid: &str) -> bool {
-        self.store
-            .get(&Key::new(&self.sa_storage, ns, name))
-            .is_some_and(|sa| meta_str(&sa, "uid") == uid)
+    /// The uid of the live object a token names (its service account, or the Pod, Secret or
+    /// Node it is bound to): tokens die with these objects. One that has been terminating for
+    /// longer than the grace counts as gone, as in kube-apiserver.
+    fn live_uid(&self, kind: &str, ns: &str, name: &str) -> Option<String> {
+        let storage = match kind {
+            "ServiceAccount" => self.sa_storage.clone(),
+            "Pod" | "Secret" | "Node" => {
+                let plural = format!("{}s", kind.to_ascii_lowercase());
+                self.registry.find("", "v1", &plural)?.storage.clone()
+            }
+            _ => return None,
+        };
+        let obj = self.store.get(&Key::new(&storage, ns, name))?;
+        let deleting_since = obj
+            .pointer("/metadata/deletionTimestamp")
+            .and_then(Value::as_str)
+            .and_then(crate::store::parse_rfc3339);
+        if deleting_since.is_some_and(|t| t < unix_seconds() - auth::DELETION_GRACE) {
+            return None;
+        }
+        Some(meta_str(&obj, "uid").to_owned())
     }
 
     /// Bearer token to user, then impersonation. No credentials: `system:anonymous` when
@@ -181,9 +197,7 @@ impl Authenticator {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok());
         let result = self
             .authority()
-            .authenticate(header, unix_seconds(), &|ns, n, uid| {
-                self.sa_exists(ns, n, uid)
-            });
+            .authenticate(header, unix_seconds(), &|k, ns, n| self.live_uid(k, ns, n));
         let user = match result {
             AuthResult::Authenticated(u) => u,
             AuthResult::Anonymous if self.anonymous => UserInfo::anonymous(),
@@ -318,9 +332,7 @@ impl Authenticator {
         let out = match kind {
             "TokenReview" => self
                 .authority()
-                .token_review(review, unix_seconds(), &|ns, n, uid| {
-                    self.sa_exists(ns, n, uid)
-                })
+                .token_review(review, unix_seconds(), &|k, ns, n| self.live_uid(k, ns, n))
                 .map_err(ApiError::bad_request)?,
             "SelfSubjectReview" => auth::self_subject_review(user),
             "SubjectAccessReview" => rbac::subject_access_review(&self.policy(), review),

@@ -17,8 +17,11 @@
 //!   set_api_audiences(&mut self, Vec<String>);  api_audiences(&self) -> &[String];  issuer(&self) -> &str
 //!   add_static_token(&mut self, token, UserInfo)
 //!   mint_service_account_token(&self, ns, sa, sa_uid, audiences, expiration_seconds, bound: Option<BoundObject>, now) -> (String, i64)
-//!   authenticate(&self, authorization_header: Option<&str>, now, sa_exists: &dyn Fn(ns, name, uid) -> bool) -> AuthResult
-//!   token_review(&self, review: &Value, now, sa_exists) -> Result<Value, String>   Err = 400 BadRequest message
+//!   authenticate(&self, authorization_header: Option<&str>, now, live_uid: LiveUid) -> AuthResult
+//!   token_review(&self, review: &Value, now, live_uid) -> Result<Value, String>   Err = 400 BadRequest message
+//! pub type LiveUid = &dyn Fn(kind, namespace, name) -> Option<String>
+//!   the uid of the live ServiceAccount, Pod, Secret or Node a token names; None when it is
+//!   gone (or has been terminating for longer than the grace kube-apiserver allows)
 //!   token_request_response(&self, ns, sa, sa_uid, request: &Value, now) -> Result<Value, TokenRequestError>
 //!   jwks(&self) -> Value;  openid_configuration(&self) -> Value
 //! pub fn self_subject_review(user: &UserInfo) -> Value
@@ -50,6 +53,13 @@ const ANONYMOUS: &str = "system:anonymous";
 const BAD_SIGNATURE: &str = "go-jose/go-jose: error in cryptographic primitive";
 /// go-jose's default clock skew allowance, which the SA token validator inherits.
 const LEEWAY: i64 = 60;
+/// How long a token outlives the start of its bound object's deletion (kube-apiserver's
+/// `invalidIfDeletedBefore`).
+pub const DELETION_GRACE: i64 = 60;
+
+/// Looks up a live object a token depends on by (kind, namespace, name): its uid, or None when
+/// it no longer exists. Kinds asked for: ServiceAccount, Secret, Pod, Node (namespace "").
+pub type LiveUid<'a> = &'a dyn Fn(&str, &str, &str) -> Option<String>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
@@ -287,7 +297,7 @@ impl TokenAuthority {
         token: &str,
         requested: &[String],
         now: i64,
-        sa_exists: &dyn Fn(&str, &str, &str) -> bool,
+        live_uid: LiveUid,
     ) -> TokenCheck {
         let parts: Vec<&str> = token.split('.').collect();
         if parts.len() != 3 {
@@ -367,11 +377,45 @@ impl TokenAuthority {
                 "service account token claims are missing serviceaccount".into(),
             );
         }
-        if !sa_exists(&namespace, &name, &uid) {
-            return TokenCheck::Invalid(format!(
-                "serviceaccount {} not found",
-                rbac::go_quote(&name)
-            ));
+        match live_uid("ServiceAccount", &namespace, &name) {
+            None => {
+                return TokenCheck::Invalid(format!(
+                    "serviceaccount {} not found",
+                    rbac::go_quote(&name)
+                ));
+            }
+            Some(live) if live != uid => {
+                return TokenCheck::Invalid(format!(
+                    "service account UID ({live}) does not match claim ({uid})"
+                ));
+            }
+            Some(_) => {}
+        }
+        // A token bound to an object dies with it, and with its uid: a new object of the same
+        // name is not the one the token was issued for.
+        for (claim, kind) in [("secret", "Secret"), ("pod", "Pod"), ("node", "Node")] {
+            let Some(bound) = k8s.get(claim) else {
+                continue;
+            };
+            let bound_ns = if kind == "Node" {
+                ""
+            } else {
+                namespace.as_str()
+            };
+            let bound_uid = s(bound, "uid");
+            match live_uid(kind, bound_ns, &s(bound, "name")) {
+                None => {
+                    return TokenCheck::Invalid(
+                        "service account token has been invalidated".into(),
+                    );
+                }
+                Some(live) if live != bound_uid => {
+                    return TokenCheck::Invalid(format!(
+                        "{claim} UID ({live}) does not match service account {claim} ref claim ({bound_uid})"
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         let mut extra = BTreeMap::new();
         if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
@@ -407,7 +451,7 @@ impl TokenAuthority {
         token: &str,
         requested: &[String],
         now: i64,
-        sa_exists: &dyn Fn(&str, &str, &str) -> bool,
+        live_uid: LiveUid,
     ) -> TokenCheck {
         if let Some(user) = self.static_tokens.get(token) {
             // Audience-agnostic authenticators are good for the API audiences only.
@@ -422,14 +466,14 @@ impl TokenAuthority {
             }
             return TokenCheck::Ok(user.clone(), auds);
         }
-        self.check_jwt(token, requested, now, sa_exists)
+        self.check_jwt(token, requested, now, live_uid)
     }
 
     pub fn authenticate(
         &self,
         authorization_header: Option<&str>,
         now: i64,
-        sa_exists: &dyn Fn(&str, &str, &str) -> bool,
+        live_uid: LiveUid,
     ) -> AuthResult {
         let header = authorization_header.unwrap_or("").trim();
         let mut parts = header.splitn(3, ' ');
@@ -439,7 +483,7 @@ impl TokenAuthority {
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return AuthResult::Anonymous;
         }
-        match self.check_token(token, &self.api_audiences, now, sa_exists) {
+        match self.check_token(token, &self.api_audiences, now, live_uid) {
             TokenCheck::Ok(user, _) => AuthResult::Authenticated(user.with_authenticated()),
             TokenCheck::NotMine => AuthResult::Unauthorized("invalid bearer token".into()),
             TokenCheck::Invalid(e) => AuthResult::Unauthorized(e),
@@ -451,7 +495,7 @@ impl TokenAuthority {
         &self,
         review: &Value,
         now: i64,
-        sa_exists: &dyn Fn(&str, &str, &str) -> bool,
+        live_uid: LiveUid,
     ) -> Result<Value, String> {
         let spec = review.get("spec").cloned().unwrap_or(Value::Null);
         let token = spec.get("token").and_then(Value::as_str).unwrap_or("");
@@ -474,7 +518,7 @@ impl TokenAuthority {
             spec_auds
         };
         let mut status = Map::new();
-        match self.check_token(token, &requested, now, sa_exists) {
+        match self.check_token(token, &requested, now, live_uid) {
             TokenCheck::Ok(user, auds) => {
                 status.insert("authenticated".into(), json!(true));
                 status.insert("user".into(), user.with_authenticated().to_json());
@@ -1187,8 +1231,13 @@ mod tests {
     const ISS: &str = "https://kubernetes.default.svc.cluster.local";
     const NOW: i64 = 1_800_000_000;
 
-    fn exists(ns: &str, name: &str, uid: &str) -> bool {
-        ns == "team-a" && name == "deployer" && uid == "uid-1"
+    /// The live objects of the unit tests: SA team-a/deployer and Pod team-a/web-0.
+    fn exists(kind: &str, ns: &str, name: &str) -> Option<String> {
+        match (kind, ns, name) {
+            ("ServiceAccount", "team-a", "deployer") => Some("uid-1".into()),
+            ("Pod", "team-a", "web-0") => Some("pod-uid".into()),
+            _ => None,
+        }
     }
 
     fn authority() -> TokenAuthority {
@@ -1352,14 +1401,14 @@ mod tests {
     fn deleted_service_account_invalidates_token() {
         let a = authority();
         let jwt = mint(&a, &[ISS], 3600);
-        let gone = |_: &str, _: &str, _: &str| false;
+        let gone = |_: &str, _: &str, _: &str| None;
         assert_eq!(
             a.authenticate(Some(&format!("Bearer {jwt}")), NOW, &gone),
             AuthResult::Unauthorized(r#"serviceaccount "deployer" not found"#.into())
         );
         // Recreated with another uid.
         let recreated =
-            |ns: &str, name: &str, uid: &str| exists(ns, name, "uid-1") && uid == "uid-2";
+            |kind: &str, ns: &str, name: &str| exists(kind, ns, name).map(|_| "uid-2".to_string());
         assert!(matches!(
             a.authenticate(Some(&format!("Bearer {jwt}")), NOW, &recreated),
             AuthResult::Unauthorized(_)
@@ -1510,6 +1559,55 @@ mod tests {
             tr["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"],
             json!(["web-0"])
         );
+    }
+
+    #[test]
+    fn bound_tokens_die_with_their_object_and_its_uid() {
+        let a = authority();
+        for (kind, claim) in [("Pod", "pod"), ("Secret", "secret")] {
+            let req = json!({"spec":{"boundObjectRef":{"kind":kind,"apiVersion":"v1","name":"b","uid":"b-uid"}}});
+            let r = a
+                .token_request_response("team-a", "deployer", "uid-1", &req, NOW)
+                .unwrap();
+            let bearer = format!("Bearer {}", r["status"]["token"].as_str().unwrap());
+            let with_bound = |uid: Option<&'static str>| {
+                move |k: &str, ns: &str, n: &str| {
+                    if (k, ns, n) == (kind, "team-a", "b") {
+                        uid.map(str::to_string)
+                    } else {
+                        exists(k, ns, n)
+                    }
+                }
+            };
+            let live = with_bound(Some("b-uid"));
+            assert!(
+                matches!(
+                    a.authenticate(Some(&bearer), NOW, &live),
+                    AuthResult::Authenticated(_)
+                ),
+                "{kind}"
+            );
+            let deleted = with_bound(None);
+            assert_eq!(
+                a.authenticate(Some(&bearer), NOW, &deleted),
+                AuthResult::Unauthorized("service account token has been invalidated".into())
+            );
+            let review = a
+                .token_review(&json!({"spec":{"token":bearer[7..]}}), NOW, &deleted)
+                .unwrap();
+            assert_eq!(review["status"]["authenticated"], Value::Null);
+            assert_eq!(
+                review["status"]["error"],
+                "service account token has been invalidated"
+            );
+            let recreated = with_bound(Some("new-uid"));
+            assert_eq!(
+                a.authenticate(Some(&bearer), NOW, &recreated),
+                AuthResult::Unauthorized(format!(
+                    "{claim} UID (new-uid) does not match service account {claim} ref claim (b-uid)"
+                ))
+            );
+        }
     }
 
     #[test]

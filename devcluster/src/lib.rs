@@ -205,16 +205,11 @@ impl DevCluster {
         tls::kubeconfig(&self.url(), ca, &self.admin_token)
     }
 
+    /// Write the kubeconfig (it holds the admin token) to `path`: readable by the owner only
+    /// (0600) whatever was there before, and atomically, by renaming a fresh file over `path`,
+    /// so a symlink planted at `path` is replaced, never written through.
     pub fn write_kubeconfig(&self, path: &Path) -> io::Result<()> {
-        use std::io::Write;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        opts.mode(0o600);
-        let mut f = opts.open(path)?;
-        f.write_all(self.kubeconfig().as_bytes())
+        write_private_file(path, self.kubeconfig().as_bytes())
     }
 
     /// Drop the watch event log: the next watch from an older RV gets 410 Gone, and open
@@ -318,4 +313,56 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// Replace `path` with a new owner-only file holding `bytes`: a temporary file made with
+/// O_EXCL (which does not follow links) next to `path`, synced, then renamed over `path`.
+fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use ring::rand::SecureRandom;
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the kubeconfig path names no file",
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let rng = ring::rand::SystemRandom::new();
+    for _ in 0..16 {
+        let mut nonce = [0u8; 8];
+        rng.fill(&mut nonce)
+            .map_err(|_| io::Error::other("no randomness for a temporary file name"))?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            u64::from_le_bytes(nonce)
+        ));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = match opts.open(&tmp) {
+            Ok(f) => f,
+            // Someone else's file (or link) by that name: pick another name.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return written;
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary file name next to the kubeconfig",
+    ))
 }

@@ -9,13 +9,17 @@
 //!                       Unprocessable(String) /* 422: well-formed but not applicable */ }
 //! impl PatchError { pub fn code(&self) -> u16; pub fn message(&self) -> &str; }
 //! pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError>;
+//! pub fn json_patch_limited(doc: &Value, patch: &Value, copy_limit: usize) -> Result<Value, PatchError>;
+//! pub fn json_size(v: &Value) -> usize;
 //! pub fn merge_patch(doc: &Value, patch: &Value) -> Value;
 //! pub fn strategic_merge_patch(doc: &Value, patch: &Value, schema: &dyn crate::ssa::Schema)
 //!     -> Result<Value, PatchError>;
 //! ```
 //!
 //! `json_patch` is atomic: on any failing operation the document is left untouched and the
-//! error names the operation. `strategic_merge_patch` takes its merge keys from the SSA schema:
+//! error names the operation. As in kube-apiserver, a patch has at most 10000 operations (413)
+//! and its `copy` operations together may add at most the request body limit (3 MiB) of
+//! compact JSON (422), so one small request cannot double a document until memory runs out. `strategic_merge_patch` takes its merge keys from the SSA schema:
 //! an associative list merges by its first key field (the patchMergeKey of the built-ins:
 //! `name`, `containerPort`, `port`, `mountPath`, `uid`, `type`, ...), a set list is unioned
 //! (`finalizers`), an atomic list is replaced. Supported directives: `$patch: replace|delete|merge`
@@ -34,6 +38,9 @@ pub enum PatchError {
     /// The patch is well-formed but cannot be applied to this document (HTTP 422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The patch has more operations than the server takes (HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl PatchError {
@@ -41,12 +48,13 @@ impl PatchError {
         match self {
             PatchError::BadRequest(_) => 400,
             PatchError::Unprocessable(_) => 422,
+            PatchError::TooLarge(_) => 413,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            PatchError::BadRequest(m) | PatchError::Unprocessable(m) => m,
+            PatchError::BadRequest(m) | PatchError::Unprocessable(m) | PatchError::TooLarge(m) => m,
         }
     }
 }
@@ -195,13 +203,51 @@ fn value_member(op: &Map<String, Value>, kind: &str) -> Result<Value, PatchError
     })
 }
 
-/// Applies an RFC 6902 JSON Patch.
+/// kube-apiserver's bound on the operations of one JSON patch.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// Size of a value as compact JSON, without building the text.
+pub fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Applies an RFC 6902 JSON Patch with kube-apiserver's copy limit (its request body limit).
 pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
+    json_patch_limited(doc, patch, crate::server::MAX_BODY)
+}
+
+/// Applies an RFC 6902 JSON Patch whose `copy` operations may add at most `copy_limit` bytes
+/// (of compact JSON) in total.
+pub fn json_patch_limited(
+    doc: &Value,
+    patch: &Value,
+    copy_limit: usize,
+) -> Result<Value, PatchError> {
     let Some(ops) = patch.as_array() else {
         return Err(PatchError::BadRequest(
             "json patch must be an array of operations".into(),
         ));
     };
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.len()
+        )));
+    }
+    let mut copied = 0usize;
     let mut out = doc.clone();
     for op in ops {
         let Some(op) = op.as_object() else {
@@ -237,9 +283,15 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
             }
             "copy" => {
                 let from = str_member(op, "from", kind)?;
-                let v = get(&out, &parse_pointer(from)?)
-                    .cloned()
-                    .ok_or_else(|| missing(kind, from))?;
+                let v = get(&out, &parse_pointer(from)?).ok_or_else(|| missing(kind, from))?;
+                // Measured before cloning: the clone is what could exhaust memory.
+                copied = copied.saturating_add(json_size(v));
+                if copied > copy_limit {
+                    return Err(PatchError::Unprocessable(format!(
+                        "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {copy_limit}"
+                    )));
+                }
+                let v = v.clone();
                 add(&mut out, &toks, v, path)?;
             }
             "test" => {
@@ -733,6 +785,38 @@ mod tests {
                 .code(),
             400
         );
+    }
+
+    #[test]
+    fn copies_accumulate_against_the_limit() {
+        // Each copy of "/a" adds 12 bytes ("\"xxxxxxxxxx\""): two fit in 24, three do not.
+        let doc = json!({"a": "x".repeat(10)});
+        let copy = |to: &str| json!({"op": "copy", "from": "/a", "path": to});
+        let two = json!([copy("/b"), copy("/c")]);
+        assert!(json_patch_limited(&doc, &two, 24).is_ok());
+        let three = json!([copy("/b"), copy("/c"), copy("/d")]);
+        let e = json_patch_limited(&doc, &three, 24).unwrap_err();
+        assert_eq!(e.code(), 422);
+        assert_eq!(
+            e.message(),
+            "Unable to complete the copy, the accumulated size increase of copy is 36, exceeding the limit 24"
+        );
+        // Doubling a document with copies of itself stops at the default limit.
+        let mut doubling =
+            vec![json!({"op": "add", "path": "/d", "value": {"x": "y".repeat(1000)}})];
+        for i in 0..40 {
+            doubling.push(json!({"op": "copy", "from": "/d", "path": format!("/d/{i}")}));
+        }
+        let e = json_patch(&json!({}), &Value::Array(doubling)).unwrap_err();
+        assert_eq!(e.code(), 422, "{e}");
+        let too_many = Value::Array(vec![json!({"op": "test", "path": "", "value": {}}); 10_001]);
+        let e = json_patch(&json!({}), &too_many).unwrap_err();
+        assert_eq!(e.code(), 413);
+        assert_eq!(
+            e.message(),
+            "The allowed maximum operations in a JSON patch is 10000, got 10001"
+        );
+        assert_eq!(json_size(&json!({"a": [1, "b"]})), 13);
     }
 
     // RFC 7386 appendix A table.

@@ -40,6 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use crate::auth::UserInfo;
+use crate::status::{ApiError, FieldError};
 
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 const MASTERS: &str = "system:masters";
@@ -726,16 +727,14 @@ impl Policy {
                     "ClusterRole" => Some("clusterroles"),
                     _ => None,
                 };
+                // An empty apiGroup is defaulted before kube-apiserver gets here.
+                let ref_group = match str_field(&role_ref, "apiGroup") {
+                    "" => RBAC_GROUP,
+                    g => g,
+                };
                 if let Some(res) = bind_resource {
-                    let bind = Attributes::resource(
-                        requester,
-                        "bind",
-                        str_field(&role_ref, "apiGroup"),
-                        res,
-                        "",
-                        ns,
-                        ref_name,
-                    );
+                    let bind =
+                        Attributes::resource(requester, "bind", ref_group, res, "", ns, ref_name);
                     if self.authorize_with_reason(&bind).0 {
                         return Ok(());
                     }
@@ -780,6 +779,80 @@ impl Policy {
         }
         Err(msg)
     }
+}
+
+/// kube-apiserver's validation of a RoleBinding's or ClusterRoleBinding's `roleRef` (422):
+/// only roles of the RBAC group can be bound, so a `bind` grant on any other group's
+/// "clusterroles" cannot reach `cluster-admin`.
+pub fn validate_role_ref(kind: &str, object: &Value) -> Result<(), ApiError> {
+    let supported_kinds: &[&str] = match kind {
+        "RoleBinding" => &["Role", "ClusterRole"],
+        "ClusterRoleBinding" => &["ClusterRole"],
+        _ => return Ok(()),
+    };
+    let role_ref = object.get("roleRef").cloned().unwrap_or(Value::Null);
+    let mut errs = Vec::new();
+    let group = str_field(&role_ref, "apiGroup");
+    if group != RBAC_GROUP {
+        errs.push(FieldError::not_supported(
+            "roleRef.apiGroup",
+            group,
+            &[RBAC_GROUP],
+        ));
+    }
+    let ref_kind = str_field(&role_ref, "kind");
+    if !supported_kinds.contains(&ref_kind) {
+        errs.push(FieldError::not_supported(
+            "roleRef.kind",
+            ref_kind,
+            supported_kinds,
+        ));
+    }
+    if str_field(&role_ref, "name").is_empty() {
+        errs.push(FieldError::required("roleRef.name", ""));
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        RBAC_GROUP,
+        kind,
+        meta_field(object, "name"),
+        errs,
+    ))
+}
+
+/// A binding's roleRef is immutable (422 on update, with Go's `%#v` of the new value): a
+/// binding to another role is a new binding.
+pub fn validate_role_ref_unchanged(kind: &str, old: &Value, new: &Value) -> Result<(), ApiError> {
+    if !matches!(kind, "RoleBinding" | "ClusterRoleBinding") {
+        return Ok(());
+    }
+    let part = |v: &Value, k: &str| {
+        v.get("roleRef")
+            .map(|r| str_field(r, k).to_owned())
+            .unwrap_or_default()
+    };
+    let fields = ["apiGroup", "kind", "name"];
+    if fields.iter().all(|k| part(old, k) == part(new, k)) {
+        return Ok(());
+    }
+    let rendered = format!(
+        "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
+        go_quote(&part(new, "apiGroup")),
+        go_quote(&part(new, "kind")),
+        go_quote(&part(new, "name"))
+    );
+    Err(ApiError::invalid(
+        RBAC_GROUP,
+        kind,
+        meta_field(new, "name"),
+        vec![FieldError::invalid_rendered(
+            "roleRef",
+            &rendered,
+            "cannot change roleRef",
+        )],
+    ))
 }
 
 fn rules_of(obj: &Value) -> Vec<Rule> {
@@ -1586,6 +1659,61 @@ mod tests {
 
     fn can_path(p: &Policy, u: &UserInfo, verb: &str, path: &str) -> bool {
         p.authorize(&Attributes::non_resource(u, verb, path)) == Decision::Allow
+    }
+
+    #[test]
+    fn role_ref_must_name_an_rbac_role() {
+        let binding = |kind: &str, role_ref: Value| json!({"kind": kind, "metadata": {"name": "b"}, "roleRef": role_ref});
+        let ok = json!({"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "view"});
+        assert!(validate_role_ref("RoleBinding", &binding("RoleBinding", ok.clone())).is_ok());
+        assert!(
+            validate_role_ref("ClusterRoleBinding", &binding("ClusterRoleBinding", ok)).is_ok()
+        );
+        let foreign = json!({"apiGroup": "foo", "kind": "ClusterRole", "name": "cluster-admin"});
+        let e = validate_role_ref(
+            "ClusterRoleBinding",
+            &binding("ClusterRoleBinding", foreign),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(
+            e.message,
+            r#"ClusterRoleBinding.rbac.authorization.k8s.io "b" is invalid: roleRef.apiGroup: Unsupported value: "foo": supported values: "rbac.authorization.k8s.io""#
+        );
+        let role = json!({"apiGroup": RBAC_GROUP, "kind": "Role", "name": "r"});
+        let e = validate_role_ref("ClusterRoleBinding", &binding("ClusterRoleBinding", role))
+            .unwrap_err();
+        assert!(
+            e.message.ends_with(
+                r#"roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole""#
+            ),
+            "{}",
+            e.message
+        );
+        let e = validate_role_ref(
+            "RoleBinding",
+            &binding("RoleBinding", json!({"kind": "User"})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"RoleBinding.rbac.authorization.k8s.io "b" is invalid: [roleRef.apiGroup: Unsupported value: "": supported values: "rbac.authorization.k8s.io", roleRef.kind: Unsupported value: "User": supported values: "Role", "ClusterRole", roleRef.name: Required value]"#
+        );
+        // Immutable on update.
+        let view = binding(
+            "RoleBinding",
+            json!({"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "view"}),
+        );
+        let admin = binding(
+            "RoleBinding",
+            json!({"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "admin"}),
+        );
+        assert!(validate_role_ref_unchanged("RoleBinding", &view, &view).is_ok());
+        let e = validate_role_ref_unchanged("RoleBinding", &view, &admin).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"RoleBinding.rbac.authorization.k8s.io "b" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"admin"}: cannot change roleRef"#
+        );
     }
 
     #[test]

@@ -280,6 +280,85 @@ fn resource_attrs(user: &UserInfo, t: &Target, verb: &str, name: &str) -> Attrib
     )
 }
 
+/// The checks kube-apiserver runs behind /healthz and /livez (a subset of its post-start hooks;
+/// all pass once the devcluster serves).
+const HEALTH_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+    "poststarthook/generic-apiserver-start-informers",
+    "poststarthook/start-service-ip-repair-controllers",
+    "poststarthook/rbac/bootstrap-roles",
+    "poststarthook/bootstrap-controller",
+    "autoregister-completion",
+];
+
+fn health_checks(endpoint: &str) -> Vec<&'static str> {
+    let mut checks = HEALTH_CHECKS.to_vec();
+    if endpoint == "readyz" {
+        // Readiness also waits for etcd readiness, informer sync, and not shutting down.
+        checks.splice(3..3, ["etcd-readiness", "informer-sync"]);
+        checks.push("shutdown");
+    }
+    checks
+}
+
+/// /healthz, /livez, /readyz (`?verbose`, `?exclude=check`) and their single checks, worded as
+/// kube-apiserver's healthz handlers answer.
+fn health(endpoint: &str, check: &str, q: &Query) -> Result<Response, ApiError> {
+    let checks = health_checks(endpoint);
+    let text = |body: String, nosniff: bool| {
+        let mut r = Response::new(Body::from(body));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if nosniff {
+            h.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+        }
+        r
+    };
+    if !check.is_empty() {
+        if !checks.contains(&check) {
+            return Err(ApiError::path_not_found());
+        }
+        return Ok(text("ok".into(), false));
+    }
+    if q.get("verbose").is_none() {
+        return Ok(text("ok".into(), true));
+    }
+    let mut excluded: Vec<&str> =
+        q.0.iter()
+            .filter(|(k, _)| k == "exclude")
+            .map(|(_, v)| v.as_str())
+            .collect();
+    let mut out = String::new();
+    for c in &checks {
+        if excluded.contains(c) {
+            excluded.retain(|e| e != c);
+            out.push_str(&format!("[+]{c} excluded: ok\n"));
+        } else {
+            out.push_str(&format!("[+]{c} ok\n"));
+        }
+    }
+    if !excluded.is_empty() {
+        excluded.sort_unstable();
+        excluded.dedup();
+        let quoted: Vec<String> = excluded.iter().map(|e| format!("{e:?}")).collect();
+        out.push_str(&format!(
+            "warn: some health checks cannot be excluded: no matches for {}\n",
+            quoted.join(",")
+        ));
+    }
+    out.push_str(&format!("{endpoint} check passed\n"));
+    Ok(text(out, true))
+}
+
 /// Escalation prevention for writes of RBAC objects: run on the object about to be stored,
 /// with the stored one on updates (a no-op for every other kind, and for updates that touch
 /// only garbage-collection fields). Safe inside `Store::mutate` closures.
@@ -298,6 +377,18 @@ fn rbac_guard(
             return Ok(());
         }
         guard(&stamped(&def, new))
+    }
+}
+
+/// A binding's roleRef after defaulting, as kube-apiserver validates it on create and update.
+fn check_role_ref(t: &Target, old: Option<&Value>, obj: &Value) -> Result<(), ApiError> {
+    if t.def.group != crate::rbac::RBAC_GROUP || t.sub.is_some() {
+        return Ok(());
+    }
+    crate::rbac::validate_role_ref(&t.def.kind, obj)?;
+    match old {
+        Some(old) => crate::rbac::validate_role_ref_unchanged(&t.def.kind, old, obj),
+        None => Ok(()),
     }
 }
 
@@ -357,13 +448,11 @@ async fn dispatch(
         Ok(())
     };
     match segs.as_slice() {
-        ["healthz"] | ["livez"] | ["readyz"] => {
-            let mut r = Response::new(Body::from("ok"));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            Ok(r)
+        [endpoint @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
+            // Authenticated and authorized like any path: anonymous callers reach the roots
+            // through system:public-info-viewer, the single checks need system:monitoring.
+            non_resource_gate(rec)?;
+            health(endpoint, &rest.join("/"), &q)
         }
         ["version"] => {
             get_only(rec)?;
@@ -1061,6 +1150,7 @@ fn create_object(s: &Shared, t: &Target, mut obj: Value, dry_run: bool) -> Resul
         o.insert("status".into(), st);
     }
     schema::check(&t.def, &mut obj)?;
+    check_role_ref(t, None, &obj)?;
     let obj = stamped(&t.def, &obj);
     let obj = events::stored(&t.def, obj);
     events::validate(&t.def, &obj, None)?;
@@ -1266,10 +1356,10 @@ fn apply_error(e: &ssa::ApplyError) -> ApiError {
 }
 
 fn patch_error(e: patch_ops::PatchError) -> ApiError {
-    let reason = if e.code() == 422 {
-        "Invalid"
-    } else {
-        "BadRequest"
+    let reason = match e.code() {
+        422 => "Invalid",
+        413 => "RequestEntityTooLarge",
+        _ => "BadRequest",
     };
     ApiError::new(e.code(), reason, e.message())
 }
@@ -1331,6 +1421,7 @@ where
         let mut change = lifecycle::prepare_update(&t.def, old, new, t.sub.as_deref())?;
         if let Change::Put(v) = &mut change {
             schema::check(&t.def, v)?;
+            check_role_ref(t, Some(old), v)?;
         }
         Ok(match change {
             Change::Put(mut v) => {
@@ -1715,6 +1806,10 @@ fn patch(
                 return Err(ApiError::bad_request(
                     "the patched object is not a JSON object",
                 ));
+            }
+            // What a patch makes is held to what a request could have sent.
+            if patch_ops::json_size(&new) > MAX_BODY {
+                return Err(ApiError::too_large(MAX_BODY));
             }
             let introduced: Vec<String> = match schema::schema_of(&t.def) {
                 // The stored object is already pruned: whatever is dropped came with the patch.

@@ -212,6 +212,19 @@ impl FieldError {
         }
     }
 
+    /// A value outside a closed set: `Unsupported value: "foo": supported values: "a", "b"`.
+    pub fn not_supported(field: &str, value: &str, supported: &[&str]) -> Self {
+        let list: Vec<String> = supported.iter().map(|v| format!("\"{v}\"")).collect();
+        FieldError {
+            reason: "FieldValueNotSupported",
+            field: field.to_string(),
+            message: format!(
+                "Unsupported value: \"{value}\": supported values: {}",
+                list.join(", ")
+            ),
+        }
+    }
+
     pub fn forbidden(field: &str, detail: &str) -> Self {
         FieldError {
             reason: "FieldValueForbidden",

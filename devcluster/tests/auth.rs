@@ -256,6 +256,244 @@ async fn kubectl_service_account_token_review_and_bearer() {
     env.cluster.shutdown().await;
 }
 
+const BOUND_POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"runner","namespace":"team-a"},
+"spec":{"serviceAccountName":"deployer","containers":[{"name":"c","image":"busybox"}]}}"#;
+
+/// A token bound to a Pod or Secret authenticates only while that very object (same uid)
+/// exists: deleting it, or replacing it with a namesake, ends the token, for bearer
+/// authentication and for TokenReview alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_bound_token_dies_with_its_pod_or_secret() {
+    let env = common::start().await;
+    team_a(&env).await;
+    let pod = env.write("pod.json", BOUND_POD);
+    env.kubectl_ok(&["create", "-f", &pod]).await;
+    env.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "bound",
+        "-n",
+        "team-a",
+        "--from-literal=k=v",
+    ])
+    .await;
+    let whoami = |token: String| {
+        let env = &env;
+        async move {
+            env.kubectl(&[
+                &format!("--token={token}"),
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ])
+            .await
+        }
+    };
+    let review = |token: &str| {
+        let env = &env;
+        let file = env.write(
+            "review.json",
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "spec": {"token": token}})
+            .to_string(),
+        );
+        async move {
+            let out = env.kubectl_ok(&["create", "-f", &file, "-o", "json"]).await;
+            serde_json::from_str::<Value>(&out).expect("json")
+        }
+    };
+    for (kind, name, delete, recreate) in [
+        (
+            "Pod",
+            "runner",
+            vec!["delete", "pod", "runner", "-n", "team-a"],
+            vec!["create", "-f", pod.as_str()],
+        ),
+        (
+            "Secret",
+            "bound",
+            vec!["delete", "secret", "bound", "-n", "team-a"],
+            vec![
+                "create",
+                "secret",
+                "generic",
+                "bound",
+                "-n",
+                "team-a",
+                "--from-literal=k=v",
+            ],
+        ),
+    ] {
+        let token = env
+            .kubectl_ok(&[
+                "create",
+                "token",
+                "deployer",
+                "-n",
+                "team-a",
+                &format!("--bound-object-kind={kind}"),
+                &format!("--bound-object-name={name}"),
+            ])
+            .await
+            .trim()
+            .to_string();
+        let out = whoami(token.clone()).await;
+        assert_eq!(stdout(&out), SA, "{kind}: {}", stderr(&out));
+        assert_eq!(review(&token).await["status"]["authenticated"], true);
+
+        env.kubectl_ok(&delete).await;
+        let out = whoami(token.clone()).await;
+        assert!(!out.status.success(), "{kind}: token outlived its object");
+        assert!(unauthorized(&stderr(&out)), "{kind}: {}", stderr(&out));
+        let r = review(&token).await;
+        assert_ne!(r["status"]["authenticated"], true, "{kind}: {r}");
+        assert_eq!(
+            r["status"]["error"], "service account token has been invalidated",
+            "{kind}: {r}"
+        );
+
+        // A new object of the same name is not the one the token was bound to.
+        env.kubectl_ok(&recreate).await;
+        let out = whoami(token.clone()).await;
+        assert!(unauthorized(&stderr(&out)), "{kind}: {}", stderr(&out));
+        let r = review(&token).await;
+        assert_ne!(r["status"]["authenticated"], true, "{kind}: {r}");
+        let claim = kind.to_ascii_lowercase();
+        assert!(
+            r["status"]["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&format!("{claim} UID ("))
+                    && e.contains(&format!("service account {claim} ref claim"))),
+            "{kind}: {r}"
+        );
+    }
+    env.cluster.shutdown().await;
+}
+
+/// `bind` is granted per API group: holding it on some other group's "clusterroles" must not
+/// let a user bind `cluster-admin`. kube-apiserver refuses any roleRef outside the RBAC group
+/// (422), so such a binding is never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_bind_on_another_group_cannot_bind_cluster_admin() {
+    let env = common::start().await;
+    team_a(&env).await;
+    env.cluster.add_user_token("mallory-token", "mallory", &[]);
+    let binder = env.write(
+        "binder.json",
+        &json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": "foreign-binder"},
+             "rules": [
+                {"apiGroups": ["rbac.authorization.k8s.io"],
+                 "resources": ["clusterrolebindings", "rolebindings"], "verbs": ["create", "get"]},
+                {"apiGroups": ["foo.example.com"], "resources": ["clusterroles"], "verbs": ["bind"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": "foreign-binder"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "foreign-binder"},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}]}]})
+        .to_string(),
+    );
+    env.kubectl_ok(&["create", "-f", &binder]).await;
+    let binding = |kind: &str, group: &str| {
+        let mut meta = json!({"name": "mallory-admin"});
+        if kind == "RoleBinding" {
+            meta["namespace"] = json!("team-a");
+        }
+        env.write(
+            "grab.json",
+            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
+                    "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": "cluster-admin"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                  "name": "mallory"}]})
+            .to_string(),
+        )
+    };
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        let out = env
+            .kubectl(&[
+                "--token=mallory-token",
+                "create",
+                "-f",
+                &binding(kind, "foo.example.com"),
+            ])
+            .await;
+        assert!(!out.status.success(), "{kind} to cluster-admin was stored");
+        assert!(
+            stderr(&out).contains(&format!(
+                "The {kind} \"mallory-admin\" is invalid: roleRef.apiGroup: Unsupported value: \"foo.example.com\": supported values: \"rbac.authorization.k8s.io\""
+            )),
+            "{}",
+            stderr(&out)
+        );
+        // The real group: the bind grant on the other group does not count, so escalation is
+        // refused.
+        let out = env
+            .kubectl(&[
+                "--token=mallory-token",
+                "create",
+                "-f",
+                &binding(kind, "rbac.authorization.k8s.io"),
+            ])
+            .await;
+        assert!(
+            stderr(&out).contains("is attempting to grant RBAC permissions not currently held"),
+            "{}",
+            stderr(&out)
+        );
+        let lower = kind.to_ascii_lowercase();
+        let out = env
+            .kubectl(&["get", &lower, "mallory-admin", "-n", "team-a"])
+            .await;
+        assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
+    }
+    let out = env
+        .kubectl(&[
+            "--token=mallory-token",
+            "auth",
+            "can-i",
+            "delete",
+            "secrets",
+            "-A",
+        ])
+        .await;
+    assert_eq!(stdout(&out).trim(), "no");
+
+    // roleRef is immutable: a binding to another role is a new binding.
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "viewers",
+        "-n",
+        "team-a",
+        "--clusterrole=view",
+        "--user=bob",
+    ])
+    .await;
+    let out = env
+        .kubectl(&[
+            "patch",
+            "rolebinding",
+            "viewers",
+            "-n",
+            "team-a",
+            "--type=merge",
+            "-p",
+            r#"{"roleRef":{"name":"cluster-admin"}}"#,
+        ])
+        .await;
+    assert!(
+        stderr(&out).contains(
+            r#"roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"cluster-admin"}: cannot change roleRef"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    env.cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_impersonation_needs_permission() {
     // `--raw` skips discovery: a 403 on a discovery document shows kubectl's own message.

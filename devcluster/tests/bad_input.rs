@@ -153,3 +153,89 @@ async fn bad_requests_change_nothing() {
     );
     env.cluster.shutdown().await;
 }
+
+/// JSON Patch `copy` duplicates server-side what the request never carried: the copies of one
+/// patch may add at most the request body limit, and no patch may make an object bigger than a
+/// request could send. Refused patches change nothing; the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_patch_copies_cannot_grow_past_the_body_limit() {
+    let env = common::start().await;
+    // 1.2 MB: three copies exceed the 3 MiB copy limit, one more copy the object limit.
+    let value = "x".repeat(1_200_000);
+    let file = env.write("big-value", &value);
+    env.kubectl_ok(&[
+        "create",
+        "configmap",
+        "big",
+        &format!("--from-file=k={file}"),
+    ])
+    .await;
+    let rv = || {
+        env.kubectl_ok(&[
+            "get",
+            "cm",
+            "big",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let rv_before = rv().await;
+    let copy = |to: &str| serde_json::json!({"op": "copy", "from": "/data/k", "path": to});
+    let patch = |ops: Vec<Value>| Value::Array(ops).to_string();
+
+    let doubling = patch(vec![copy("/data/a"), copy("/data/b"), copy("/data/c")]);
+    let out = env
+        .kubectl(&["patch", "cm", "big", "--type=json", "-p", &doubling])
+        .await;
+    assert!(!out.status.success(), "a 3.6 MB copy was applied");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Unable to complete the copy, the accumulated size increase of copy is 3600006, exceeding the limit 3145728"
+        ),
+        "{err}"
+    );
+    assert_eq!(rv().await, rv_before, "a refused patch changed the object");
+
+    // Within the copy limit but over the object limit: 413, nothing changes.
+    env.kubectl_ok(&[
+        "patch",
+        "cm",
+        "big",
+        "--type=json",
+        "-p",
+        &patch(vec![copy("/data/a")]),
+    ])
+    .await;
+    let rv_two = rv().await;
+    let out = env
+        .kubectl(&[
+            "patch",
+            "cm",
+            "big",
+            "--type=json",
+            "-p",
+            &patch(vec![copy("/data/b")]),
+        ])
+        .await;
+    assert!(!out.status.success(), "the object grew past the body limit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Request entity too large: limit is 3145728"),
+        "{err}"
+    );
+    assert_eq!(rv().await, rv_two);
+
+    // Still serving, and the object is as the last accepted patch left it.
+    let keys = env
+        .kubectl_ok(&[
+            "get",
+            "cm",
+            "big",
+            "-o",
+            "go-template={{range $k, $v := .data}}{{$k}} {{end}}",
+        ])
+        .await;
+    assert_eq!(keys.trim(), "a k");
+    env.cluster.shutdown().await;
+}

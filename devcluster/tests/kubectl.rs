@@ -508,3 +508,165 @@ async fn kubectl_get_prints_kube_apiserver_columns() {
     );
     env.cluster.shutdown().await;
 }
+
+/// The kubeconfig holds the admin token: rewriting it leaves a 0600 regular file whatever was
+/// at the path, and a symlink planted there (say, to ~/.bashrc) is replaced, not written through.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_rewrite_is_private_and_does_not_follow_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = common::start().await;
+    let dir = env.dir.path();
+    let private = |p: &std::path::Path| {
+        let meta = std::fs::symlink_metadata(p).expect("kubeconfig exists");
+        assert!(
+            meta.file_type().is_file(),
+            "{} is not a regular file",
+            p.display()
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", p.display());
+    };
+
+    // An existing world-readable file at the path.
+    let loose = dir.join("loose.kubeconfig");
+    std::fs::write(&loose, "old").expect("write");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    env.cluster.write_kubeconfig(&loose).expect("rewritten");
+    private(&loose);
+    assert_eq!(
+        std::fs::read_to_string(&loose).expect("read"),
+        env.cluster.kubeconfig()
+    );
+
+    // A link planted at the path.
+    let bashrc = dir.join("bashrc");
+    let canary = "export CANARY_BASHRC=unchanged\n";
+    std::fs::write(&bashrc, canary).expect("write");
+    std::fs::set_permissions(&bashrc, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let planted = dir.join("planted.kubeconfig");
+    std::os::unix::fs::symlink(&bashrc, &planted).expect("symlink");
+    env.cluster.write_kubeconfig(&planted).expect("rewritten");
+    assert_eq!(std::fs::read_to_string(&bashrc).expect("read"), canary);
+    let mode = std::fs::metadata(&bashrc)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "the link target's mode changed");
+    private(&planted);
+
+    // kubectl uses the rewritten file, and no temporary file is left behind.
+    let out = env
+        .kubectl_cmd(&["get", "ns", "default", "-o", "name"])
+        .env("KUBECONFIG", &planted)
+        .output()
+        .await
+        .expect("kubectl runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "namespace/default"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    env.cluster.shutdown().await;
+}
+
+/// kubectl failed and said `text`.
+fn failed_saying(o: &std::process::Output, text: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "expected a failure mentioning {text:?}"
+    );
+    assert!(err.contains(text), "expected {text:?} in:\n{err}");
+}
+
+/// /healthz, /livez and /readyz answer as kube-apiserver's health handlers: `ok`, the verbose
+/// check list, single checks; they are authenticated and authorized like any path, so a bad
+/// token is a 401, anonymous callers reach only the roots (system:public-info-viewer), and with
+/// anonymous access off a request without credentials is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_answer_as_kube_apiserver() {
+    let env = common::start().await;
+    for endpoint in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(env.kubectl_ok(&["get", "--raw", endpoint]).await, "ok");
+        let verbose = env
+            .kubectl_ok(&["get", "--raw", &format!("{endpoint}?verbose")])
+            .await;
+        let lines: Vec<&str> = verbose.lines().collect();
+        assert_eq!(lines.first(), Some(&"[+]ping ok"), "{verbose}");
+        assert!(lines.contains(&"[+]etcd ok"), "{verbose}");
+        let name = endpoint.trim_start_matches('/');
+        assert_eq!(
+            lines.last().copied(),
+            Some(format!("{name} check passed").as_str()),
+            "{verbose}"
+        );
+        assert!(
+            lines[..lines.len() - 1]
+                .iter()
+                .all(|l| l.starts_with("[+]")),
+            "{verbose}"
+        );
+        let excluded = env
+            .kubectl_ok(&[
+                "get",
+                "--raw",
+                &format!("{endpoint}?verbose&exclude=etcd&exclude=nope"),
+            ])
+            .await;
+        assert!(excluded.contains("[+]etcd excluded: ok\n"), "{excluded}");
+        assert!(
+            excluded
+                .contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"),
+            "{excluded}"
+        );
+        assert_eq!(
+            env.kubectl_ok(&["get", "--raw", &format!("{endpoint}/ping")])
+                .await,
+            "ok"
+        );
+        let out = env
+            .kubectl(&["get", "--raw", &format!("{endpoint}/no-such-check")])
+            .await;
+        failed_saying(&out, "NotFound");
+
+        // Anonymous: the root only.
+        let anon = ["--as=system:anonymous", "--as-group=system:unauthenticated"];
+        assert_eq!(
+            env.kubectl_ok(&[&["get", "--raw", endpoint][..], &anon[..]].concat())
+                .await,
+            "ok"
+        );
+        let ping = format!("{endpoint}/ping");
+        let out = env
+            .kubectl(&[&["get", "--raw", ping.as_str()][..], &anon[..]].concat())
+            .await;
+        failed_saying(
+            &out,
+            &format!("User \"system:anonymous\" cannot get path \"{ping}\""),
+        );
+        // A token that does not authenticate is refused here too.
+        let out = env
+            .kubectl(&["--token=not-a-token", "get", "--raw", endpoint])
+            .await;
+        failed_saying(&out, "Unauthorized");
+    }
+    env.cluster.shutdown().await;
+
+    // Without anonymous access, a request without credentials is a 401 (kubectl over plain
+    // http sends none).
+    let env = common::start_with(devcluster::Config {
+        tls: false,
+        anonymous: false,
+        ..Default::default()
+    })
+    .await;
+    let out = env.kubectl(&["get", "--raw", "/healthz"]).await;
+    failed_saying(&out, "Unauthorized");
+    env.cluster.shutdown().await;
+}

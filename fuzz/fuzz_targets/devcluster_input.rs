@@ -3,12 +3,14 @@
 //! defaulting, validation) and built-in defaulting. The first byte picks the parser (modulo 9)
 //! and the kind (its high bits); the rest is the input (two JSON documents are split at the
 //! first 0xFF byte). Beyond "no panic" it checks properties: re-applying the same body as the
-//! same manager is a no-op, FieldsV1 round-trips, pruning and defaulting are idempotent.
+//! same manager is a no-op, FieldsV1 round-trips, pruning and defaulting are idempotent, a JSON
+//! patch grows a document by at most its own size plus the copy limit, and a binding that
+//! passes roleRef validation names a role of the RBAC group.
 #![no_main]
 
-use devcluster::selector::{FieldSelector, LabelSelector};
 use devcluster::resources::Registry;
-use devcluster::{auth, defaults, patch, protobuf, schema, ssa};
+use devcluster::selector::{FieldSelector, LabelSelector};
+use devcluster::{auth, defaults, patch, protobuf, rbac, schema, ssa};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -19,11 +21,20 @@ fn two_docs(data: &[u8]) -> Option<(Value, Value)> {
     Some((a, b))
 }
 
-const KINDS: [(&str, &str, &str); 4] = [
+const KINDS: [(&str, &str, &str); 5] = [
     ("", "v1", "ConfigMap"),
     ("apps", "apps/v1", "Deployment"),
     ("", "v1", "Service"),
-    ("rbac.authorization.k8s.io", "rbac.authorization.k8s.io/v1", "Role"),
+    (
+        "rbac.authorization.k8s.io",
+        "rbac.authorization.k8s.io/v1",
+        "Role",
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+    ),
 ];
 
 fn request<'a>(
@@ -41,7 +52,7 @@ fn request<'a>(
         kind,
         force: false,
         subresource: None,
-        status_subresource: kind != "ConfigMap" && kind != "Role",
+        status_subresource: !matches!(kind, "ConfigMap" | "Role" | "RoleBinding"),
         now: "2026-11-26T06:32:38Z",
         schema,
     }
@@ -66,14 +77,24 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         3 => {
-            let g = if mode & 0x80 != 0 { "events.k8s.io" } else { "" };
+            let g = if mode & 0x80 != 0 {
+                "events.k8s.io"
+            } else {
+                ""
+            };
             let _ = FieldSelector::parse_for(&text, g, "Event");
             let _ = FieldSelector::parse(&text, kind);
         }
         4 => {
             if let Some((doc, p)) = two_docs(rest) {
                 let schema = ssa::builtin_schema(group, kind);
-                let _ = patch::json_patch(&doc, &p);
+                if let Ok(out) = patch::json_patch_limited(&doc, &p, 4096) {
+                    let (before, after) = (patch::json_size(&doc), patch::json_size(&out));
+                    assert!(
+                        after <= before + patch::json_size(&p) + 4096,
+                        "a JSON patch grew {before} bytes to {after}"
+                    );
+                }
                 let _ = patch::merge_patch(&doc, &p);
                 let _ = patch::strategic_merge_patch(&doc, &p, schema.as_ref());
             }
@@ -116,6 +137,7 @@ fuzz_target!(|data: &[u8]| {
                 "ConfigMap" => "configmaps",
                 "Deployment" => "deployments",
                 "Service" => "services",
+                "RoleBinding" => "rolebindings",
                 _ => "roles",
             };
             let version = api_version.rsplit('/').next().unwrap_or("v1");
@@ -129,6 +151,18 @@ fuzz_target!(|data: &[u8]| {
             let once = obj.clone();
             defaults::apply_defaults(&def, &mut obj);
             assert!(once == obj, "defaulting twice changed the object: {once}");
+            for binding in ["RoleBinding", "ClusterRoleBinding"] {
+                if rbac::validate_role_ref(binding, &obj).is_ok() {
+                    assert!(
+                        obj["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+                            && matches!(
+                                obj["roleRef"]["kind"].as_str(),
+                                Some("Role" | "ClusterRole")
+                            ),
+                        "{binding} roleRef passed validation: {obj}"
+                    );
+                }
+            }
         }
         _ => {
             if let Ok(v) = serde_json::from_slice::<Value>(rest) {
