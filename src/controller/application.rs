@@ -30,6 +30,7 @@ pub const RECONCILE_REQUESTED_AT: &str = "lockstep.dev/reconcile-requested-at";
     group = "lockstep.dev",
     version = "v1alpha1",
     kind = "Application",
+    doc = "An Application: one Git source applied to one namespace as one service account.",
     plural = "applications",
     singular = "application",
     namespaced,
@@ -276,7 +277,7 @@ pub struct ApplicationStatus {
     /// What this Application applied; prune works from this list only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Inventory>,
-    /// The last reconciles, newest first (at most [`super::conditions::HISTORY_LIMIT`]).
+    /// The last reconciles, newest first (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
 }

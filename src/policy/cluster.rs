@@ -40,6 +40,7 @@ use crate::source::url::{Scheme, SourceUrl};
     group = "lockstep.dev",
     version = "v1alpha1",
     kind = "Policy",
+    doc = "A Policy (cluster-scoped): what the Applications it binds may fetch, act as and write.",
     root = "ClusterPolicy",
     plural = "policies",
     singular = "policy",
