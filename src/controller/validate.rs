@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
-use super::application::{Application, LocalRef, VerifyMode};
+use super::application::{Application, ApplicationStatus, LocalRef, VerifyMode};
 use super::conditions::reason;
 use super::duration::parse_duration;
+use crate::policy::{Denial, Policy, check_service_account, check_source};
 use crate::source::GitRef;
 use crate::source::url::SourceUrl;
 
@@ -64,6 +65,7 @@ pub struct ValidSpec {
     pub destination_namespace: String,
     /// The service account to impersonate, as `system:serviceaccount:NS:NAME`.
     pub service_account: String,
+    /// The source URL; it never embeds a password (refused), so it may be printed.
     pub url: String,
     pub reference: GitRef,
     /// The directory inside the repository, relative, without `.` or `..` parts; empty
@@ -154,6 +156,15 @@ impl InvalidSpec {
         self.errors
             .first()
             .map_or(reason::INVALID_SPEC, SpecError::reason)
+    }
+}
+
+impl InvalidSpec {
+    /// Records this refusal in `status`: Ready=False and Stalled=True with
+    /// [`InvalidSpec::reason`] and every error in the message. Returns whether the status
+    /// changed.
+    pub fn mark(&self, status: &mut ApplicationStatus, generation: Option<i64>, now: &str) -> bool {
+        status.mark_stalled(self.reason(), &self.to_string(), generation, now)
     }
 }
 
@@ -355,8 +366,15 @@ pub fn validate(app: &Application) -> Result<ValidSpec, InvalidSpec> {
     };
 
     let src = &spec.source;
-    if let Err(e) = SourceUrl::parse(&src.url) {
-        c.errors.push(SpecError::InvalidUrl(e));
+    match SourceUrl::parse(&src.url) {
+        Err(e) => c.errors.push(SpecError::InvalidUrl(e)),
+        // Anyone who may read the Application would read the password, and the URL is
+        // printed in status and events; credentials belong in a Secret.
+        Ok(u) if u.embedded_password.is_some() => c.errors.push(SpecError::InvalidUrl(format!(
+            "{} carries a password; put credentials in a Secret named by spec.source.secretRef",
+            u.redacted
+        ))),
+        Ok(_) => {}
     }
     let reference = git_ref(src.reference.as_ref()).unwrap_or_else(|e| {
         c.errors.push(SpecError::InvalidRef(e));
@@ -526,6 +544,20 @@ pub fn validate(app: &Application) -> Result<ValidSpec, InvalidSpec> {
         decryption_secret,
         vault,
     })
+}
+
+/// What the Policies binding this Application say about it as a whole: its source URL
+/// (local sources refused unless allowed) and its service account. Objects it renders
+/// are checked separately ([`crate::policy::PolicySet::check`]). Any denial should stop
+/// the reconcile with [`reason::POLICY_DENIED`] before anything is fetched.
+pub fn policy_denials(valid: &ValidSpec, bound: &[&Policy]) -> Vec<Denial> {
+    let mut out = check_source(bound, &valid.url);
+    out.extend(check_service_account(
+        bound,
+        &valid.namespace,
+        &valid.service_account,
+    ));
+    out
 }
 
 #[cfg(test)]
@@ -733,6 +765,51 @@ mod tests {
             with_source("{url: 'https://h/r', secretRef: {name: ''}}", i)
                 .contains("spec.source.secretRef.name")
         );
+    }
+
+    #[test]
+    fn passwords_in_the_url_are_refused_without_being_echoed() {
+        let e = validate(&app("  source: {url: 'https://bob:hunter2@git.example.com/r.git'}\n  serviceAccountName: d\n  interval: 1m\n")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("spec.source.secretRef") && !text.contains("hunter2"),
+            "{text}"
+        );
+        // A user name alone (ssh) is fine.
+        assert!(validate(&app("  source: {url: 'ssh://git@git.example.com/r.git'}\n  serviceAccountName: d\n  interval: 1m\n")).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_spec_stalls_the_application() {
+        let e = validate(&app("  source: {url: 'https://h/r.git'}\n  interval: 1m\n")).unwrap_err();
+        let mut status = ApplicationStatus::default();
+        assert!(e.mark(&mut status, Some(4), "2026-01-01T00:00:00Z"));
+        let stalled = status
+            .condition(crate::controller::conditions::STALLED)
+            .unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "ServiceAccountNameMissing")
+        );
+        assert!(!status.is_ready());
+        assert_eq!(status.observed_generation, Some(4));
+    }
+
+    #[test]
+    fn binding_policies_judge_the_source_and_the_service_account() {
+        let docs = crate::manifest::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: tenants}\nspec:\n  applications: {namespaces: ['pay*']}\n  sources: {allow: ['https://git.example.com/*']}\n  serviceAccounts: [{namespaces: ['*'], names: ['*-deployer']}]\n").unwrap();
+        let policies = vec![Policy::from_node(&docs[0], std::path::Path::new("p.yaml")).unwrap()];
+        let bound = crate::policy::policies_binding("payments", &policies);
+        let ok = validate(&app("  source: {url: 'https://git.example.com/org/platform.git'}\n  serviceAccountName: payments-deployer\n  interval: 1m\n")).unwrap();
+        assert!(policy_denials(&ok, &bound).is_empty());
+        let bad = validate(&app("  source: {url: 'file:///var/lib/lockstep'}\n  serviceAccountName: admin\n  interval: 1m\n")).unwrap();
+        let rules: Vec<String> = policy_denials(&bad, &bound)
+            .into_iter()
+            .map(|d| d.rule)
+            .collect();
+        assert_eq!(rules, ["sources.allow", "sources", "serviceAccounts"]);
+        // With no Policy at all, a local source is still refused.
+        assert_eq!(policy_denials(&bad, &[]).len(), 1);
     }
 
     #[test]
