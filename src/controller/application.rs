@@ -101,6 +101,24 @@ pub struct ApplicationSpec {
     pub vault: Option<VaultSpec>,
 }
 
+impl Application {
+    /// The value of the [`RECONCILE_REQUESTED_AT`] annotation when it asks for a
+    /// reconcile not handled yet (differs from `status.lastHandledReconcileAt`).
+    pub fn pending_reconcile_request(&self) -> Option<&str> {
+        let asked = self
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(RECONCILE_REQUESTED_AT)?
+            .as_str();
+        let handled = self
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref());
+        (!asked.is_empty() && handled != Some(asked)).then_some(asked)
+    }
+}
+
 /// A reference to an object in the Application's own namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct LocalRef {
@@ -337,4 +355,66 @@ pub struct HistoryEntry {
     /// When it finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_request_is_pending_until_handled() {
+        let mut app: Application = serde_saphyr::from_str(
+            "apiVersion: lockstep.dev/v1alpha1\nkind: Application\nmetadata: {name: a, namespace: n}\nspec: {source: {url: 'https://h/r'}, interval: 1m}\n",
+        )
+        .unwrap();
+        assert_eq!(app.pending_reconcile_request(), None);
+        app.metadata.annotations = Some(
+            [(
+                RECONCILE_REQUESTED_AT.to_owned(),
+                "2026-01-01T00:00:00Z".to_owned(),
+            )]
+            .into(),
+        );
+        assert_eq!(
+            app.pending_reconcile_request(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        app.status = Some(ApplicationStatus {
+            last_handled_reconcile_at: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
+        });
+        assert_eq!(app.pending_reconcile_request(), None);
+    }
+
+    #[test]
+    fn the_spec_round_trips_in_camel_case() {
+        let text = "apiVersion: lockstep.dev/v1alpha1\nkind: Application\nmetadata: {name: a, namespace: n}\nspec:\n  source: {url: 'https://h/r', ref: {commit: abcdef1}, verify: {mode: Tag}}\n  serviceAccountName: d\n  interval: 1m\n  retryInterval: 10s\n  allowEmpty: true\n  vault: {address: 'https://v', auth: {appRole: {secretRef: {name: s}}}}\n";
+        let app: Application = serde_saphyr::from_str(text).unwrap();
+        assert_eq!(
+            app.spec
+                .source
+                .reference
+                .as_ref()
+                .and_then(|r| r.commit.as_deref()),
+            Some("abcdef1")
+        );
+        assert_eq!(
+            app.spec.source.verify.as_ref().map(|v| v.mode),
+            Some(VerifyMode::Tag)
+        );
+        assert!(app.spec.allow_empty);
+        let json = serde_json::to_value(&app).unwrap();
+        assert_eq!(json["spec"]["retryInterval"], "10s");
+        assert_eq!(json["spec"]["source"]["ref"]["commit"], "abcdef1");
+        assert_eq!(
+            json["spec"]["vault"]["auth"]["appRole"]["secretRef"]["name"],
+            "s"
+        );
+        assert!(
+            json["spec"].get("decryption").is_none(),
+            "absent options are not written"
+        );
+        let back: Application = serde_json::from_value(json).unwrap();
+        assert_eq!(back.spec, app.spec);
+    }
 }

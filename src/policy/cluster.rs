@@ -300,7 +300,10 @@ impl fmt::Display for Denial {
 /// verdict). Returns it and whether the URL is local (anything but a parsed remote URL).
 fn match_form(url: &str) -> (String, bool) {
     let url = url.trim();
-    let local = !matches!(SourceUrl::parse(url), Ok(u) if u.scheme != Scheme::File);
+    // `file:/path` parses as the scp-like form with host "file"; treat it as what a
+    // reader means by it.
+    let local = !matches!(SourceUrl::parse(url), Ok(u) if u.scheme != Scheme::File
+        && !u.host.eq_ignore_ascii_case("file"));
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_owned(), local);
     };
