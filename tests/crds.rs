@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 use lockstep::controller::application::Application;
 use lockstep::controller::conditions::{READY, Status, now_rfc3339, reason};
 use lockstep::controller::{crds, validate};
@@ -285,6 +286,45 @@ async fn kubectl_installs_the_crds_and_works_with_applications() {
     );
     assert_eq!(st.history.len(), 1);
     assert_eq!(st.observed_generation, app.metadata.generation);
+
+    // The reconciler's way: server-side apply of the status with its own field manager.
+    // Conditions are a list-map keyed by type, so a changed Ready replaces the old one.
+    let mut failed = st.clone();
+    failed.mark_failed(
+        reason::BUILD_FAILED,
+        "apps/payments/deploy.yaml: unknown kind",
+        app.metadata.generation,
+        &now_rfc3339(),
+    );
+    let body = serde_json::json!({
+        "apiVersion": "lockstep.dev/v1alpha1",
+        "kind": "Application",
+        "status": failed,
+    });
+    apps.patch_status(
+        "payments",
+        &PatchParams::apply("lockstep-status").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .expect("status apply");
+    let st = apps
+        .get_status("payments")
+        .await
+        .expect("status get")
+        .status
+        .expect("status");
+    let ready: Vec<_> = st.conditions.iter().filter(|c| c.type_ == READY).collect();
+    assert_eq!(ready.len(), 1, "{:?}", st.conditions);
+    assert_eq!(
+        (ready[0].status.as_str(), ready[0].reason.as_str()),
+        ("False", "BuildFailed")
+    );
+    assert!(st.condition("Reconciling").is_some());
+    assert_eq!(
+        st.last_applied_revision.as_deref(),
+        Some("main@sha1:0123456789abcdef")
+    );
 
     // A status written through the main resource is ignored (status subresource).
     env.kubectl_ok(&[
