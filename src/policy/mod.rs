@@ -21,6 +21,9 @@
 //!   sealedSecretScopes: [strict]           # accepted SealedSecret scopes
 //!   vaultPaths: ["secret/data/team-a/"]    # allowed Vault path prefixes
 //!   signatures: {required: true, signers: ["ssh-ed25519 AAAA..."]}
+//!   applications: {namespaces: ["team-*"]} # which Applications it binds (all if absent)
+//!   sources: {allow: ["https://git.example.com/*"]}  # file:// only by a file:// pattern
+//!   serviceAccounts: [{namespaces: ["team-*"], names: ["*-deployer"]}]
 //! ```
 
 pub mod cluster;
