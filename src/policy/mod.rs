@@ -1,5 +1,8 @@
 //! The Policy kind (`lockstep.dev/v1alpha1`): what an application may write.
 //!
+//! Cluster-scoped Policy objects and the Application-level rules (binding, sources,
+//! service accounts) are in [`cluster`].
+//!
 //! Policies are checked on every rendered object before anything is applied, on top of
 //! the Kubernetes RBAC of the impersonated service account. Several policies may bind an
 //! application; an object must satisfy all of them. Cluster-scoped kinds and RBAC kinds
@@ -18,9 +21,19 @@
 //!   sealedSecretScopes: [strict]           # accepted SealedSecret scopes
 //!   vaultPaths: ["secret/data/team-a/"]    # allowed Vault path prefixes
 //!   signatures: {required: true, signers: ["ssh-ed25519 AAAA..."]}
+//!   applications: {namespaces: ["team-*"]} # which Applications it binds (all if absent)
+//!   sources: {allow: ["https://git.example.com/*"]}  # file:// only by a file:// pattern
+//!   serviceAccounts: [{namespaces: ["team-*"], names: ["*-deployer"]}]
 //! ```
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
+
+pub use cluster::{
+    ClusterPolicy, Denial, PolicySpec, ServiceAccountRule, bound_set, check_service_account,
+    check_source, policies_binding,
+};
 
 use crate::sealed::Scope;
 use crate::sops::tree::{MapItem, Node, Scalar};
@@ -147,6 +160,13 @@ pub struct Policy {
     pub sealed_secret_scopes: Option<Vec<Scope>>,
     pub vault_paths: Option<Vec<String>>,
     pub signatures: Signatures,
+    /// Namespace globs of the Applications this policy binds; `None` binds every one.
+    pub applications: Option<Vec<String>>,
+    /// Allowed Git source URL globs; `None` leaves sources to other policies (local
+    /// sources stay refused unless allowed, see [`cluster::check_source`]).
+    pub sources: Option<Vec<String>>,
+    /// Allowed service accounts per namespace pattern; `None` has no opinion.
+    pub service_accounts: Option<Vec<ServiceAccountRule>>,
 }
 
 /// A rule an object broke.
@@ -284,6 +304,9 @@ impl Policy {
                         "sealedSecretScopes",
                         "vaultPaths",
                         "signatures",
+                        "applications",
+                        "sources",
+                        "serviceAccounts",
                     ]
                     .contains(&k.as_str())
                 {
@@ -331,7 +354,11 @@ impl Policy {
                 "spec.signatures.required is true but no signers are listed".into(),
             ));
         }
+        let ext = cluster::parse_file_extensions(spec, &name, &fname)?;
         Ok(Policy {
+            applications: ext.applications,
+            sources: ext.sources,
+            service_accounts: ext.service_accounts,
             name: name.clone(),
             file: file.to_path_buf(),
             namespaces: strings(spec.get("namespaces"), &name, &fname, "spec.namespaces")?,

@@ -1,0 +1,19 @@
+//! The controller side of lockstep: the Application kind, its status conventions and the
+//! checks a reconcile makes before it touches the cluster.
+//!
+//! - [`application`]: the `Application` CRD types (spec and status).
+//! - [`validate`]: spec validation, the first stage of every reconcile (pure).
+//! - [`conditions`]: Ready / Reconciling / Stalled and the history, kstatus style.
+//! - [`verify`]: which signatures a fetch checks (Application and Policies).
+//! - [`duration`]: Go-style durations (`1m`, `30s`).
+//! - [`crds`]: the CustomResourceDefinitions in `deploy/crds/`, generated from the types.
+
+pub mod application;
+pub mod conditions;
+pub mod crds;
+pub mod duration;
+pub mod validate;
+pub mod verify;
+
+pub use application::{Application, ApplicationSpec, ApplicationStatus};
+pub use validate::{InvalidSpec, SpecError, ValidSpec, validate};
