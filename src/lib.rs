@@ -4,11 +4,14 @@
 //! CLI stays thin; every operation lives here.
 
 pub mod check;
+pub mod cluster;
 pub mod controller;
 pub mod crypto;
 pub mod manifest;
 pub mod policy;
+pub mod quickstart;
 pub mod render;
 pub mod sealed;
+pub mod server;
 pub mod sops;
 pub mod source;

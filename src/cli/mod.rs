@@ -4,12 +4,14 @@
 mod check;
 mod common;
 mod completions;
+mod controller;
 mod decrypt;
 mod devcluster;
 mod edit;
 mod encrypt;
 mod keygen;
 mod keys;
+mod quickstart;
 mod render;
 mod reseal;
 mod rotate;
@@ -88,6 +90,10 @@ enum Command {
     Render(render::Args),
     /// Pre-commit gate: plaintext Secrets, broken files, bad MACs, policy violations.
     Check(check::Args),
+    /// Run the reconciler: keep every Application in lockstep with its Git revision.
+    Controller(controller::Args),
+    /// Try everything on one machine: devcluster, the example repo and keys, a reconcile.
+    Quickstart(quickstart::Args),
     /// Print shell completions.
     Completions(completions::Args),
 }
@@ -113,6 +119,8 @@ pub fn run() -> ExitCode {
         Command::Devcluster(a) => devcluster::run(a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Controller(a) => controller::run(a),
+        Command::Quickstart(a) => quickstart::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

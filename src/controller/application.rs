@@ -298,6 +298,23 @@ pub struct ApplicationStatus {
     /// The last reconciles, newest first (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// Objects whose fields another manager took again after lockstep took them back
+    /// once (an HPA owning `spec.replicas`): lockstep stops correcting such an object
+    /// until its manifest changes in Git. Remove the field from Git to hand it over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_conflicts: Vec<FieldConflict>,
+}
+
+/// A field another manager keeps taking.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct FieldConflict {
+    /// `Kind namespace/name`.
+    pub object: String,
+    /// The other field manager, e.g. `kube-controller-manager` for an HPA.
+    pub manager: String,
+    /// The fields it owns, e.g. `.spec.replicas`.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// One status condition (the shape of `metav1.Condition`).

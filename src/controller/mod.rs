@@ -12,6 +12,9 @@ pub mod application;
 pub mod conditions;
 pub mod crds;
 pub mod duration;
+pub mod queue;
+pub mod reconcile;
+pub mod run;
 pub mod validate;
 pub mod verify;
 

@@ -5,6 +5,7 @@
 //! by every file.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod git;
 
 use std::ffi::OsStr;

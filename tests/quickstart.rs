@@ -1,0 +1,92 @@
+//! The README's first command, as a test: `lockstep quickstart` settles every example
+//! Application as expected, applies a pushed commit, corrects a hand edit, prints no
+//! secret value, and leaves no work directory behind.
+
+mod support;
+
+use support::{Sandbox, repo, run};
+
+#[test]
+fn the_quickstart_settles_the_examples_and_leaves_nothing_behind() {
+    let sb = Sandbox::new();
+    // The example Secrets' plaintext values, to look for in the output.
+    let mut plaintexts = Vec::new();
+    let dec = run(sb
+        .lockstep(["decrypt", "--identity"])
+        .arg(repo("keys-example/sops.agekey"))
+        .arg(repo("examples/apps/payments/secret.enc.yaml")))
+    .ok()
+    .stdout_str();
+    let mut in_data = false;
+    for line in dec.lines() {
+        if line.starts_with("stringData:") || line.starts_with("data:") {
+            in_data = true;
+            continue;
+        }
+        if in_data && line.starts_with("  ") {
+            if let Some((_, v)) = line.trim().split_once(": ") {
+                let v = v.trim_matches('"');
+                if v.len() >= 6 {
+                    plaintexts.push(v.to_owned());
+                }
+            }
+        } else {
+            in_data = false;
+        }
+    }
+    assert!(!plaintexts.is_empty(), "no plaintext found in:\n{dec}");
+
+    let tmp = sb.tmp();
+    let out = run(sb
+        .lockstep(["quickstart", "-o", "json", "--project"])
+        .arg(repo(""))
+        .env("TMPDIR", &tmp)
+        .current_dir(sb.dir()));
+    assert_eq!(out.code, 0, "quickstart failed:\n{}", out.all_text());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert_eq!(summary["ok"], true);
+    let apps = summary["apps"].as_array().unwrap();
+    let names: Vec<&str> = apps.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    for want in ["frontend", "payments", "billing", "rogue"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    for a in apps {
+        let name = a["name"].as_str().unwrap();
+        if name == "rogue" {
+            assert_eq!(a["ready"], false);
+            assert_eq!(a["reason"], "PolicyDenied", "{a}");
+            assert!(
+                a["message"].as_str().unwrap().contains("escalate.yaml"),
+                "{a}"
+            );
+        } else {
+            assert_eq!(a["ready"], true, "{a}");
+            assert!(!a["objects"].as_array().unwrap().is_empty(), "{a}");
+        }
+    }
+    assert!(summary["push"].is_array(), "{summary}");
+    assert!(summary["drift"].is_array(), "{summary}");
+    let secrets = summary["secrets"].as_array().unwrap();
+    assert!(secrets.len() >= 2, "{summary}");
+
+    let text = out.all_text();
+    for p in &plaintexts {
+        for form in support::leak_forms(p.as_bytes()) {
+            assert!(
+                !text.contains(&form),
+                "the quickstart printed a secret value"
+            );
+        }
+    }
+    // Nothing left in the temp directory it used.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("lockstep-quickstart-")
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
