@@ -90,6 +90,8 @@ struct DriftMemory {
     /// Objects another manager took again: not corrected until their manifest changes.
     /// The digest is of the manifest when the conflict was seen (None: not yet known).
     standing: BTreeMap<String, (Option<Vec<u8>>, FieldConflict)>,
+    /// Standing conflicts not yet announced by an Event.
+    announce: Vec<FieldConflict>,
 }
 
 /// The sealing identities and when they were read.
@@ -160,14 +162,15 @@ impl Context {
             Some(manager) => {
                 let pair = (object.clone(), manager.clone());
                 if mem.taken_back.contains(&pair) {
-                    mem.standing.entry(object.clone()).or_insert((
-                        None,
-                        FieldConflict {
-                            object,
+                    if !mem.standing.contains_key(&object) {
+                        let conflict = FieldConflict {
+                            object: object.clone(),
                             manager: manager.clone(),
                             fields: drift.fields.clone(),
-                        },
-                    ));
+                        };
+                        mem.announce.push(conflict.clone());
+                        mem.standing.insert(object, (None, conflict));
+                    }
                 } else {
                     mem.taken_back.insert(pair);
                     mem.pending.push(drift.clone());
@@ -341,6 +344,22 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
     // bound only catches a stage that hangs.
     let deadline = started + valid.timeout;
     let outer = valid.timeout + Duration::from_secs(5);
+    for c in ctx.take_announcements(&key) {
+        event(
+            ctx,
+            &app,
+            EventType::Warning,
+            "FieldConflict",
+            "Apply",
+            format!(
+                "{}: {} took {} again after lockstep took it back once; lockstep stops correcting this object until its manifest changes in Git (remove the field from Git to hand it over)",
+                c.object,
+                c.manager,
+                if c.fields.is_empty() { "its fields".to_owned() } else { c.fields.join(", ") }
+            ),
+        )
+        .await;
+    }
     let outcome = match tokio::time::timeout(outer, run(&app, &valid, &key, deadline, ctx)).await {
         Ok(r) => r,
         Err(_) => Err((
@@ -892,6 +911,15 @@ impl Context {
                 d.get(key)
                     .map(|m| m.standing.values().map(|(_, c)| c.clone()).collect())
             })
+            .unwrap_or_default()
+    }
+
+    /// Standing conflicts to announce once.
+    fn take_announcements(&self, key: &AppKey) -> Vec<FieldConflict> {
+        self.drifts
+            .lock()
+            .ok()
+            .and_then(|mut d| d.get_mut(key).map(|m| std::mem::take(&mut m.announce)))
             .unwrap_or_default()
     }
 
