@@ -512,9 +512,16 @@ fn commit_all(r: &git2::Repository, message: &str) -> Result<String, String> {
         .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
         .map_err(e)?;
     // The examples' Applications follow branch main.
-    let commit = r.find_commit(id).map_err(e)?;
-    r.branch("main", &commit, true).map_err(e)?;
-    r.set_head("refs/heads/main").map_err(e)?;
+    let on_main = r
+        .head()
+        .ok()
+        .and_then(|h| h.name().ok().map(|n| n == "refs/heads/main"))
+        .unwrap_or(false);
+    if !on_main {
+        let commit = r.find_commit(id).map_err(e)?;
+        r.branch("main", &commit, true).map_err(e)?;
+        r.set_head("refs/heads/main").map_err(e)?;
+    }
     Ok(id.to_string())
 }
 

@@ -46,7 +46,11 @@ struct Progress {
 
 impl Report for Progress {
     fn step(&self, text: &str) {
-        self.bar.println(format!("  ✓ {text}"));
+        if self.bar.is_hidden() {
+            eprintln!("  ✓ {text}");
+        } else {
+            self.bar.println(format!("  ✓ {text}"));
+        }
     }
     fn progress(&self, text: &str) {
         self.bar.set_message(text.to_owned());

@@ -157,6 +157,15 @@ impl DriftWatches {
         }
     }
 
+    /// Stops expecting these objects (lockstep is about to delete them).
+    pub fn forget_objects(&self, entries: &[InventoryEntry]) {
+        if let Ok(mut state) = self.state.lock() {
+            for e in entries {
+                state.expected.remove(&object_key(e));
+            }
+        }
+    }
+
     /// How many watch streams are open (for metrics and tests).
     pub fn open_watches(&self) -> usize {
         self.state

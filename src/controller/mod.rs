@@ -12,6 +12,7 @@ pub mod application;
 pub mod conditions;
 pub mod crds;
 pub mod duration;
+pub mod events;
 pub mod queue;
 pub mod reconcile;
 pub mod run;

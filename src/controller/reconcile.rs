@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::application::{
     Application, ApplicationStatus, FieldConflict, Inventory, InventoryEntry,
 };
 use super::conditions::{self, reason};
+use super::events::{Events, Severity};
 use super::validate::{self, ValidSpec};
 use super::verify;
 use crate::cluster::apply::{self, Action, Applied, ApplyMode, ApplyOptions};
@@ -78,6 +78,9 @@ struct Remembered {
     digest: Vec<u8>,
     generation: Option<i64>,
     healthy: bool,
+    /// The inventory this process last recorded (fresher than a status read from the
+    /// watch cache, which may not have caught up with our own write yet).
+    inventory: Vec<InventoryEntry>,
 }
 
 /// Drift seen on an app's objects, between reconciles.
@@ -105,7 +108,7 @@ pub struct Context {
     pub clients: Clients,
     pub discovery: Discovery,
     pub settings: Settings,
-    pub recorder: Recorder,
+    pub events: Events,
     /// The cluster's Policies, as the controller sees them (from a watch).
     policies: Box<dyn Fn() -> Vec<ClusterPolicy> + Send + Sync>,
     /// Applications as the controller sees them (from a watch), for `dependsOn`.
@@ -121,7 +124,7 @@ impl Context {
     pub fn new(
         clients: Clients,
         settings: Settings,
-        recorder: Recorder,
+        events: Events,
         policies: Box<dyn Fn() -> Vec<ClusterPolicy> + Send + Sync>,
         applications: Box<dyn Fn(&str, &str) -> Option<Arc<Application>> + Send + Sync>,
     ) -> Result<Context, ring::error::Unspecified> {
@@ -130,7 +133,7 @@ impl Context {
             clients,
             discovery: Discovery::new(),
             settings,
-            recorder,
+            events,
             policies,
             applications,
             memory: Mutex::new(HashMap::new()),
@@ -348,7 +351,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
         event(
             ctx,
             &app,
-            EventType::Warning,
+            Severity::Warning,
             "FieldConflict",
             "Apply",
             format!(
@@ -399,7 +402,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
                     event(
                         ctx,
                         &app,
-                        EventType::Normal,
+                        Severity::Normal,
                         "Applied",
                         "Apply",
                         format!("revision {}: {}", done.revision, changed.join(", ")),
@@ -427,7 +430,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
                 event(
                     ctx,
                     &app,
-                    EventType::Normal,
+                    Severity::Normal,
                     "DriftCorrected",
                     "Apply",
                     format!("re-applied {}", what.join("; ")),
@@ -439,7 +442,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
                 event(
                     ctx,
                     &app,
-                    EventType::Normal,
+                    Severity::Normal,
                     "Pruned",
                     "Prune",
                     format!("revision {}: deleted {}", done.revision, names.join(", ")),
@@ -452,6 +455,10 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
         Err((stop, revision, partial)) => {
             if let Some(rev) = &revision {
                 status.last_attempted_revision = Some(rev.clone());
+                // Health is checked only after a full apply: that revision is applied.
+                if stop.reason == reason::HEALTH_CHECK_FAILED {
+                    status.last_applied_revision = Some(rev.clone());
+                }
             }
             if let Some(entries) = partial {
                 status.inventory = Some(Inventory { entries });
@@ -469,7 +476,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
                 event(
                     ctx,
                     &app,
-                    EventType::Warning,
+                    Severity::Warning,
                     stop.reason,
                     "Reconcile",
                     stop.message.clone(),
@@ -668,7 +675,11 @@ async fn run(
     // Policy, object level: every binding Policy on every object.
     let mut violations = Vec::new();
     for obj in &objects {
-        violations.extend(policy_set.check(&obj.subject()));
+        violations.extend(policy_set.check(&obj.subject()).into_iter().map(|mut v| {
+            // Name files as they are in the repository.
+            v.file = std::path::Path::new(&valid.path).join(&v.file);
+            v
+        }));
     }
     if !violations.is_empty() {
         let msgs: Vec<String> = violations.iter().map(ToString::to_string).collect();
@@ -693,14 +704,17 @@ async fn run(
             )));
         }
     }
-    let previous: Vec<InventoryEntry> = app
-        .status
-        .as_ref()
-        .and_then(|s| s.inventory.as_ref())
-        .map(|i| i.entries.clone())
-        .unwrap_or_default();
-    let digest = digest_of(ctx, valid, &objects);
     let remembered = ctx.remembered(key);
+    let previous: Vec<InventoryEntry> = match &remembered {
+        Some(r) => r.inventory.clone(),
+        None => app
+            .status
+            .as_ref()
+            .and_then(|s| s.inventory.as_ref())
+            .map(|i| i.entries.clone())
+            .unwrap_or_default(),
+    };
+    let digest = digest_of(ctx, valid, &objects);
     let unchanged = remembered.as_ref().is_some_and(|r| {
         r.digest == digest && r.generation == app.metadata.generation && previous == desired
     });
@@ -719,7 +733,8 @@ async fn run(
     let mut new_inventory = desired.clone();
     if !unchanged {
         // Refuse objects another Application manages, before writing anything.
-        inventory::check_ownership(&as_app, &desired, namespace, name)
+        let lookup = DiscoveryLookup(&ctx.discovery);
+        inventory::check_ownership_with(&as_app, &lookup, &desired, namespace, name)
             .await
             .map_err(|e| with_rev(Stop::failed(reason::FAILED, e.to_string())))?;
 
@@ -751,6 +766,7 @@ async fn run(
                 partial.extend(e.applied.iter().map(|a| a.entry.clone()));
                 partial.sort();
                 partial.dedup();
+                ctx.remember(key, None);
                 if let Some(w) = ctx.drift_watches.get() {
                     w.track(key, &valid.service_account, &e.applied).await;
                 }
@@ -789,7 +805,12 @@ async fn run(
                 // What is not deleted stays in the inventory, so a later reconcile (or
                 // an opt-in) can still prune it and nothing is forgotten.
                 new_inventory.extend(kept.into_iter().map(|(e, _)| e));
-                let report = prune::execute(&as_app, &delete, namespace, name).await;
+                if let Some(w) = ctx.drift_watches.get() {
+                    // Our own deletes are not drift.
+                    w.forget_objects(&delete);
+                }
+                let lookup = DiscoveryLookup(&ctx.discovery);
+                let report = prune::execute(&as_app, &lookup, &delete, namespace, name).await;
                 let remaining = report.remaining();
                 let remaining_set: HashSet<&InventoryEntry> = remaining.iter().collect();
                 pruned = delete
@@ -809,9 +830,10 @@ async fn run(
                 keep.extend(desired.iter().cloned());
                 keep.sort();
                 keep.dedup();
+                ctx.remember(key, None);
                 let (stop, what) = refusal_stop(&refusal);
                 if let Some(what) = what {
-                    event(ctx, app, EventType::Warning, "PruneBlocked", "Prune", what).await;
+                    event(ctx, app, Severity::Warning, "PruneBlocked", "Prune", what).await;
                 }
                 return Err((stop, Some(revision.clone()), Some(keep)));
             }
@@ -822,6 +844,7 @@ async fn run(
                 digest: digest.clone(),
                 generation: app.metadata.generation,
                 healthy: false,
+                inventory: new_inventory.clone(),
             }),
         );
     }
@@ -855,6 +878,7 @@ async fn run(
             digest,
             generation: app.metadata.generation,
             healthy: true,
+            inventory: new_inventory.clone(),
         }),
     );
     Ok(Done {
@@ -864,6 +888,35 @@ async fn run(
         wrote: true,
         inventory: new_inventory,
     })
+}
+
+/// Prune and ownership checks find each kind's REST path through the shared discovery
+/// cache (no request per reconcile once a kind is known).
+struct DiscoveryLookup<'a>(&'a Discovery);
+
+impl inventory::ApiLookup for DiscoveryLookup<'_> {
+    async fn api_for(
+        &self,
+        client: &kube::Client,
+        entry: &InventoryEntry,
+    ) -> Result<Api<kube::api::DynamicObject>, kube::Error> {
+        let api_version = if entry.group.is_empty() {
+            entry.version.clone()
+        } else {
+            format!("{}/{}", entry.group, entry.version)
+        };
+        let resolved = self
+            .0
+            .resolve(client, &api_version, &entry.kind)
+            .await
+            .map_err(|e| {
+                kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(e.to_string()))
+            })?;
+        Ok(match (&entry.namespace, resolved.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
+            _ => Api::all_with(client.clone(), &resolved.resource),
+        })
+    }
 }
 
 /// The objects to apply: all but those with a standing field conflict whose manifest
@@ -1100,30 +1153,14 @@ fn action_word(a: &Action) -> &'static str {
 async fn event(
     ctx: &Context,
     app: &Application,
-    type_: EventType,
+    severity: Severity,
     reason: &str,
     action: &str,
     note: String,
 ) {
-    let mut note = note;
-    if note.len() > 1000 {
-        let mut end = 1000;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push('…');
-    }
-    let ev = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &app.object_ref(&())).await {
-        tracing::warn!(error = %api_error_text(&e), "cannot record an event");
-    }
+    ctx.events
+        .publish(app, severity, reason, action, &note)
+        .await;
 }
 
 /// Writes the status when it changed (server-side apply of the status subresource).

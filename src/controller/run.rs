@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use super::application::Application;
+use super::events::Events;
 use super::queue::{Backoff, Key, Outcome, Queue};
 use super::reconcile::{self, Context, Next, Settings};
 use crate::cluster::client::Clients;
@@ -79,19 +79,13 @@ pub async fn run(
     let (applications, app_writer) = reflector::store::<Application>();
     let queue = Queue::new(options.concurrency.max(1), Backoff::default());
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: options.reporter.clone(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let events = Events::new(client.clone(), &options.reporter);
     let policy_store = policies.clone();
     let app_store = applications.clone();
     let ctx = Context::new(
         clients.clone(),
         options.settings.clone(),
-        recorder,
+        events,
         Box::new(move || {
             policy_store
                 .state()

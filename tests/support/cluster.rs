@@ -180,6 +180,14 @@ impl Harness {
         }))
         .expect("rolebinding");
         let _ = rbs.create(&PostParams::default(), &rb).await;
+        // The namespace lets the reconciler act as its service accounts (deploy/).
+        let imp: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "lockstep-impersonate"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "lockstep-impersonate"},
+            "subjects": [{"kind": "ServiceAccount", "name": "lockstep", "namespace": "lockstep-system"}],
+        }))
+        .expect("rolebinding");
+        let _ = rbs.create(&PostParams::default(), &imp).await;
     }
 
     /// A cluster Policy binding `team-*` and `t-*` namespaces that allows `file://`
