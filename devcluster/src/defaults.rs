@@ -43,6 +43,34 @@ fn is_empty_value(v: Option<&Value>) -> bool {
     }
 }
 
+/// A Secret's `stringData` is write-only: decoding merges it into `data` (base64), its
+/// keys winning, and it is never stored or served, as kube-apiserver's v1 conversion does.
+fn merge_string_data(o: &mut Map<String, Value>) {
+    use base64::Engine;
+    let Some(Value::Object(sd)) = o.remove("stringData") else {
+        return;
+    };
+    if sd.is_empty() {
+        return;
+    }
+    let data = o.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(d) = data.as_object_mut() {
+        for (k, v) in sd {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            d.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(text.as_bytes())),
+            );
+        }
+    }
+}
+
 /// Fills the decode-time defaults of a built-in kind into `obj`.
 pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
     let Some(o) = obj.as_object_mut() else {
@@ -50,7 +78,10 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
     };
     match (def.group.as_str(), def.kind.as_str()) {
         ("", "Namespace") => default_namespace(o),
-        ("", "Secret") => set(o, "type", json!("Opaque")),
+        ("", "Secret") => {
+            set(o, "type", json!("Opaque"));
+            merge_string_data(o);
+        }
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => default_binding(o),
         _ => {}
     }
@@ -753,6 +784,12 @@ mod tests {
         assert!(pvc.get("status").is_none(), "status is the strategy's");
         let secret = defaulted("Secret", json!({"data":{}}));
         assert_eq!(secret["type"], "Opaque");
+        let merged = defaulted(
+            "Secret",
+            json!({"data":{"a":"eA==","b":"eA=="},"stringData":{"b":"new","c":"plain"}}),
+        );
+        assert!(merged.get("stringData").is_none(), "stringData is never stored");
+        assert_eq!(merged["data"], json!({"a":"eA==","b":"bmV3","c":"cGxhaW4="}));
         let ns = defaulted("Namespace", json!({"metadata":{"name":"n"}}));
         assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "n");
         let rb = defaulted(
