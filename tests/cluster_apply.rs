@@ -484,6 +484,27 @@ stringData: {k: v}
             .await
     );
     assert!(!env.exists("/api/v1/namespaces/team-a/secrets/two").await);
+
+    // A denied Secret: the server's words are withheld, the account is still named.
+    let secret = objects(
+        "apps/team-a/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: team-b}\nstringData: {k: v-9d1e}\n",
+    );
+    let err = env
+        .apply(&deployer, &secret, ApplyMode::Apply)
+        .await
+        .expect_err("forbidden");
+    assert!(
+        matches!(err.kind, ApplyErrorKind::Forbidden { .. }),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert!(shown.contains("Secret team-b/s"), "{shown}");
+    assert!(
+        shown.contains("system:serviceaccount:team-a:deployer"),
+        "{shown}"
+    );
+    assert!(!shown.contains("v-9d1e"), "{shown}");
     env.cluster.shutdown().await;
 }
 
@@ -681,5 +702,74 @@ metadata:
         .await
         .expect_err("invalid");
     assert!(err.to_string().contains(canary), "{err}");
+    env.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovery_maps_kinds_from_the_cluster_and_refreshes_on_a_miss() {
+    let env = Env::start().await;
+    let admin = env.admin();
+    let d = &env.discovery;
+    let cm = d
+        .resolve(&admin, "v1", "ConfigMap")
+        .await
+        .expect("ConfigMap");
+    assert_eq!(cm.resource.plural, "configmaps");
+    assert!(cm.namespaced);
+    let crb = d
+        .resolve(&admin, "rbac.authorization.k8s.io/v1", "ClusterRoleBinding")
+        .await
+        .expect("ClusterRoleBinding");
+    assert_eq!(crb.resource.plural, "clusterrolebindings");
+    assert_eq!(crb.resource.group, "rbac.authorization.k8s.io");
+    assert!(!crb.namespaced);
+
+    // Cached: asking again costs no request.
+    let discovery_gets = env.cluster.request_count("get", "");
+    for _ in 0..5 {
+        d.resolve(&admin, "v1", "Namespace")
+            .await
+            .expect("Namespace");
+        d.resolve(&admin, "rbac.authorization.k8s.io/v1", "Role")
+            .await
+            .expect("Role");
+    }
+    assert_eq!(env.cluster.request_count("get", ""), discovery_gets);
+    // (and the counter does see discovery requests: a new group/version is one)
+    d.resolve(&admin, "apps/v1", "Deployment")
+        .await
+        .expect("Deployment");
+    assert_eq!(env.cluster.request_count("get", ""), discovery_gets + 1);
+
+    // A kind nobody defined yet is unknown; once its CRD exists, the miss refreshes.
+    let err = d
+        .resolve(&admin, "example.com/v1", "Widget")
+        .await
+        .expect_err("no CRD yet");
+    assert!(err.to_string().contains("Widget"), "{err}");
+    assert!(!err.is_transient());
+    let crd_only: String = ORDERED_SET
+        .split("---")
+        .filter(|d| d.contains("kind: CustomResourceDefinition"))
+        .collect();
+    env.setup("crd.yaml", &crd_only).await;
+    let w = d
+        .resolve(&admin, "example.com/v1", "Widget")
+        .await
+        .expect("served now");
+    assert_eq!(w.resource.plural, "widgets");
+    assert!(w.namespaced);
+
+    assert_eq!(
+        d.preferred_version(&admin, "apps").await.expect("apps"),
+        "v1"
+    );
+    assert_eq!(
+        d.preferred_version(&admin, "example.com")
+            .await
+            .expect("example.com"),
+        "v1"
+    );
+    assert!(d.preferred_version(&admin, "nope.example").await.is_err());
     env.cluster.shutdown().await;
 }

@@ -657,6 +657,15 @@ fn classify(code: u16, body: &[u8], sensitive: bool) -> ApplyErrorKind {
     };
     let message = if sensitive {
         let mut m = format!("the API server refused the object: {reason} ({code})");
+        // Authorization refuses before the body is read, so a 403 cannot quote it; only
+        // the user it names is taken from it.
+        if code == 403
+            && let Some(user) = serde_json::from_slice::<WireMessage>(body)
+                .ok()
+                .and_then(|w| quoted(&w.message[w.message.find("User \"")?..]))
+        {
+            m.push_str(&format!(" for user {user:?}"));
+        }
         if !fields.is_empty() {
             m.push_str(&format!(", fields: {}", fields.join(", ")));
         }
@@ -964,6 +973,23 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_denial_still_names_the_user() {
+        let body = serde_json::json!({
+            "kind": "Status", "code": 403, "reason": "Forbidden",
+            "message": "secrets \"db\" is forbidden: User \"system:serviceaccount:a:d\" cannot patch resource \"secrets\" in API group \"\" in the namespace \"b\""
+        })
+        .to_string();
+        let k = classify(403, body.as_bytes(), true);
+        assert!(matches!(k, ApplyErrorKind::Forbidden { .. }), "{k:?}");
+        assert!(
+            k.message().contains("system:serviceaccount:a:d"),
+            "{}",
+            k.message()
+        );
+        assert!(!k.message().contains("cannot patch"), "{}", k.message());
+    }
+
+    #[test]
     fn conflicts_name_the_manager_and_field() {
         let body = serde_json::json!({
             "kind": "Status", "code": 409, "reason": "Conflict",
@@ -1041,5 +1067,82 @@ mod tests {
             object_path(&r("", true), Some("t"), "a/../b?c"),
             "/api/v1/namespaces/t/ks/a%2F..%2Fb%3Fc"
         );
+    }
+
+    /// A CRD whose Established condition is False until a controller flips it: the wait
+    /// ends when it flips, and times out when it never does.
+    #[tokio::test]
+    async fn waits_for_established_and_times_out() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cluster = devcluster::DevCluster::start(devcluster::Config::default())
+            .await
+            .expect("devcluster");
+        let kc = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig()).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        let client = kube::Client::try_from(cfg).expect("client");
+        let send = |method: http::Method, path: &str, ct: &str, body: serde_json::Value| {
+            let client = client.clone();
+            let req = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(CONTENT_TYPE, ct)
+                .body(Body::from(body.to_string().into_bytes()))
+                .expect("request");
+            async move {
+                let res = client.send(req).await.expect("sent");
+                assert!(res.status().is_success(), "{}", res.status());
+            }
+        };
+        let crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+        send(
+            http::Method::POST,
+            crd,
+            "application/json",
+            serde_json::json!({
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "gizmos.example.com"},
+                "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "gizmos", "kind": "Gizmo"},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true}}}]}
+            }),
+        )
+        .await;
+        let status = |value: &str| {
+            serde_json::json!({"status": {"conditions": [
+                {"type": "Established", "status": value, "reason": "Test", "message": "",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+        };
+        let status_path = format!("{crd}/gizmos.example.com/status");
+        send(
+            http::Method::PATCH,
+            &status_path,
+            "application/merge-patch+json",
+            status("False"),
+        )
+        .await;
+
+        let err = wait_established(&client, "gizmos.example.com", Duration::from_millis(300))
+            .await
+            .expect_err("never established");
+        assert!(matches!(err, ApplyErrorKind::Timeout { .. }), "{err:?}");
+        assert!(err.message().contains("gizmos.example.com"), "{err}");
+
+        let flip = tokio::spawn(send(
+            http::Method::PATCH,
+            &status_path,
+            "application/merge-patch+json",
+            status("True"),
+        ));
+        let started = Instant::now();
+        wait_established(&client, "gizmos.example.com", Duration::from_secs(10))
+            .await
+            .expect("established once flipped");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        flip.await.expect("flipped");
+        cluster.shutdown().await;
     }
 }

@@ -29,7 +29,17 @@ pub struct Clients {
 impl Clients {
     /// Builds the one shared client (and its connection pool) from the controller's
     /// configuration. Must run inside a Tokio runtime, as every `kube::Client` does.
+    ///
+    /// A configuration that itself impersonates (kubeconfig `as:`) is refused: its headers
+    /// would be sent next to each service account's, and Kubernetes allows one identity.
     pub fn new(config: kube::Config) -> Result<Clients, kube::Error> {
+        if config.auth_info.impersonate.is_some() || config.auth_info.impersonate_groups.is_some() {
+            return Err(kube::Error::Service(
+                "the controller's kubeconfig impersonates a user; lockstep impersonates each \
+                 application's service account itself and needs the controller's own identity"
+                    .into(),
+            ));
+        }
         Ok(Clients {
             shared: kube::Client::try_from(config)?,
             by_account: Arc::default(),
@@ -153,6 +163,14 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_config_that_impersonates_is_refused() {
+        let mut config = kube::Config::new("https://127.0.0.1:1".parse().expect("uri"));
+        config.auth_info.impersonate = Some("someone".into());
+        let err = Clients::new(config).err().expect("refused");
+        assert!(err.to_string().contains("impersonates"), "{err}");
     }
 
     #[test]
