@@ -2,6 +2,8 @@
 //! discovery, and ordered server-side apply (order, idempotence, denials, dry runs,
 //! conflicts, and Secret values kept out of errors).
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -374,6 +376,34 @@ async fn a_set_is_applied_in_order_and_a_reapply_changes_nothing() {
         env.exists("/apis/example.com/v1/namespaces/shop/widgets/w1")
             .await
     );
+    // The real kubectl finds the new kind, and sees lockstep as the object's apply manager.
+    let sb = support::Sandbox::new();
+    let kubeconfig = sb.path("kubeconfig");
+    env.cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
+    // tokio's Command: the server runs on this test's runtime and must keep serving.
+    let out = tokio::process::Command::from(sb.command(support::tool("kubectl")))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "get",
+            "widgets",
+            "w1",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.size} {.metadata.managedFields[*].manager} {.metadata.managedFields[*].operation}",
+        ])
+        .output()
+        .await
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3 lockstep Apply");
 
     // The same set again: every object unchanged, same resourceVersions, no writes.
     let (writes, patches) = (env.writes(), env.patches());
