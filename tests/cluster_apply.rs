@@ -803,3 +803,64 @@ async fn discovery_maps_kinds_from_the_cluster_and_refreshes_on_a_miss() {
     assert!(d.preferred_version(&admin, "nope.example").await.is_err());
     env.cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_failures_are_transient_and_stop_the_set() {
+    let env = Env::start().await;
+    env.setup("tenant.yaml", TENANT).await;
+    let set = objects(
+        "apps/team-a/mixed.yaml",
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: before, namespace: team-a}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: flaky, namespace: team-a}
+stringData: {k: v-5be0}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: after, namespace: team-a}
+"#,
+    );
+    for rule in [
+        devcluster::faults::FaultRule::new(Some("patch"), Some("secrets")).internal_errors(1.0),
+        // (kube's own retry of 429 is off in this client's config, see below)
+        devcluster::faults::FaultRule::new(Some("patch"), Some("secrets"))
+            .too_many_requests(1.0, 1),
+    ] {
+        env.cluster.set_faults(vec![rule]);
+        let mut cfg = env.config.clone();
+        cfg.default_retry = false;
+        let clients = Clients::new(cfg).expect("clients");
+        let err = apply_all(
+            &clients.controller(),
+            &env.discovery,
+            &set,
+            &ApplyOptions::default(),
+        )
+        .await
+        .expect_err("the Secret's apply fails");
+        assert!(err.is_transient(), "{err:?}");
+        assert!(
+            matches!(err.kind, ApplyErrorKind::Transient { .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.object, "Secret team-a/flaky");
+        assert!(!format!("{err} {err:?}").contains("v-5be0"));
+        assert_eq!(
+            summary(&err.applied).len(),
+            1,
+            "{:?}",
+            summary(&err.applied)
+        );
+        assert!(
+            !env.exists("/api/v1/namespaces/team-a/configmaps/after")
+                .await
+        );
+    }
+    env.cluster.set_faults(vec![]);
+    env.cluster.shutdown().await;
+}
