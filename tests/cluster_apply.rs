@@ -188,6 +188,8 @@ async fn impersonated_clients_share_one_pool_and_rbac_decides() {
     env.setup("tenant.yaml", TENANT).await;
     let deployer = env.clients.for_service_account("team-a", "deployer");
     let nobody = env.clients.for_service_account("team-a", "nobody");
+    env.clients.for_service_account("team-a", "deployer");
+    assert_eq!(env.clients.cached_accounts(), 2, "one client per account");
 
     // Without a binding the account is denied, and the denial names it.
     let cms: Api<ConfigMap> = Api::namespaced(deployer.clone(), "team-a");
@@ -268,6 +270,9 @@ async fn impersonated_clients_share_one_pool_and_rbac_decides() {
         let _ = api.list(&ListParams::default()).await;
     }
     let shared = client_connections(port);
+    assert_eq!(env.clients.cached_accounts(), 52);
+    env.clients.forget("team-a", "sa-0");
+    assert_eq!(env.clients.cached_accounts(), 51);
     assert!(
         shared <= idle,
         "{idle} connections before, {shared} after 50 new identities"

@@ -74,6 +74,34 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// Drops the cached client of an account (its Application was deleted), so that a
+    /// long-running controller does not keep one per account it ever served.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut cache = match self.by_account.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// How many service-account clients are cached.
+    pub fn cached_accounts(&self) -> usize {
+        match self.by_account.lock() {
+            Ok(g) => g.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients")
+            .field("cached_accounts", &self.cached_accounts())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The user name Kubernetes gives a service account.
 pub fn service_account_user(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
@@ -169,7 +197,7 @@ mod tests {
     fn a_config_that_impersonates_is_refused() {
         let mut config = kube::Config::new("https://127.0.0.1:1".parse().expect("uri"));
         config.auth_info.impersonate = Some("someone".into());
-        let err = Clients::new(config).err().expect("refused");
+        let err = Clients::new(config).expect_err("refused");
         assert!(err.to_string().contains("impersonates"), "{err}");
     }
 
