@@ -224,6 +224,7 @@ pub async fn apply_all(
         .filter(|&i| is_namespace(&objects[i]))
         .chain((0..objects.len()).filter(|&i| is_crd(&objects[i])))
         .collect();
+    let is_first: HashSet<usize> = first.iter().copied().collect();
     let mut new_namespaces: HashSet<String> = HashSet::new();
     let mut pending_crds: Vec<&RenderedObject> = Vec::new();
     for &i in &first {
@@ -250,7 +251,7 @@ pub async fn apply_all(
     let mut cluster_scoped = Vec::new();
     let mut namespaced = Vec::new();
     for (i, obj) in objects.iter().enumerate() {
-        if first.contains(&i) {
+        if is_first.contains(&i) {
             continue;
         }
         let r = match resolved[i].take() {
