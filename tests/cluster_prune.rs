@@ -123,6 +123,8 @@ where
     panic!("count condition not met; last count {last}");
 }
 
+fn is_send<T: Send>(_: &T) {}
+
 fn input<'a>(previous: &'a [InventoryEntry], desired: &'a [InventoryEntry]) -> PruneInput<'a> {
     PruneInput {
         previous,
@@ -223,7 +225,11 @@ async fn prune_deletes_only_what_this_app_still_owns() {
     );
     assert_eq!(delete.len(), 8);
 
-    let report = prune::execute(&client, &PinnedDiscovery::default(), &delete, NS, APP).await;
+    let lookup = PinnedDiscovery::default();
+    let running = prune::execute(&client, &lookup, &delete, NS, APP);
+    // The reconciler runs it on spawned tasks.
+    is_send(&running);
+    let report = running.await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let mut want_deleted = vec![
         stale_b.clone(),
@@ -358,9 +364,10 @@ async fn ownership_check_refuses_another_apps_object() {
     let not_yet = cm_entry("not-yet-created");
 
     // Ours, nobody's (even with a copied label) and absent objects are fine.
-    check_ownership(&client, &[mine.clone(), unmanaged, not_yet], NS, APP)
-        .await
-        .expect("no conflict");
+    let fine = [mine.clone(), unmanaged, not_yet];
+    let checking = check_ownership(&client, &fine, NS, APP);
+    is_send(&checking);
+    checking.await.expect("no conflict");
 
     let err = check_ownership(&client, &[mine, theirs], NS, APP)
         .await

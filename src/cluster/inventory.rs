@@ -241,7 +241,7 @@ pub struct OwnershipConflict {
 #[derive(Debug, thiserror::Error)]
 pub enum OwnershipCheckError {
     /// One or more objects are managed by other Applications (sorted by object; never empty).
-    #[error("{}{}", .0[0], if .0.len() > 1 { format!(" (and {} more objects managed by other Applications)", .0.len() - 1) } else { String::new() })]
+    #[error("{}", conflicts_text(.0))]
     Conflict(Vec<OwnershipConflict>),
     /// The live object could not be read (fails closed: nothing is applied).
     #[error("cannot read {object} to check who manages it: {message}")]
@@ -254,16 +254,48 @@ pub enum OwnershipCheckError {
     },
 }
 
+fn conflicts_text(conflicts: &[OwnershipConflict]) -> String {
+    match conflicts {
+        [] => "objects are managed by other Applications".to_owned(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!(
+            "{first} (and {} more objects managed by other Applications)",
+            rest.len()
+        ),
+    }
+}
+
 /// Looks up the live objects of the desired set through the given (impersonated) client and
 /// refuses any that another Application manages. One metadata-only GET per object; objects
 /// that do not exist yet are fine, as are objects nobody manages (apply adopts them).
+///
+/// To stay quiet on an unchanged round, pass only the objects new to this Application
+/// (`difference(desired, previous_inventory)`): those already in the inventory were checked
+/// when they were first applied and carry this Application's annotation since.
 pub async fn check_ownership(
     client: &kube::Client,
     objects: &[InventoryEntry],
     app_namespace: &str,
     app_name: &str,
 ) -> Result<(), OwnershipCheckError> {
-    let lookup = PinnedDiscovery::default();
+    check_ownership_with(
+        client,
+        &PinnedDiscovery::default(),
+        objects,
+        app_namespace,
+        app_name,
+    )
+    .await
+}
+
+/// [`check_ownership`] with the caller's discovery (e.g. the shared discovery cache).
+pub async fn check_ownership_with<L: ApiLookup + Sync>(
+    client: &kube::Client,
+    lookup: &L,
+    objects: &[InventoryEntry],
+    app_namespace: &str,
+    app_name: &str,
+) -> Result<(), OwnershipCheckError> {
     let mut sorted: Vec<InventoryEntry> = objects.to_vec();
     normalize(&mut sorted);
     let mut conflicts = Vec::new();

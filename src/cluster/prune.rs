@@ -225,6 +225,8 @@ pub fn plan_with_protected(input: &PruneInput<'_>, protected: &[InventoryEntry])
     }
     let mut previous = input.previous.to_vec();
     normalize(&mut previous);
+    // One entry per object: an object recorded under two versions counts once.
+    previous.dedup_by(|a, b| inventory::same_object(a, b));
     let stale = inventory::difference(&previous, input.desired);
     if stale.is_empty() {
         return PruneDecision::Nothing;
@@ -398,7 +400,7 @@ const CHANGED_RETRIES: usize = 3;
 /// the uid and resourceVersion it checked as preconditions, so a change in between cannot
 /// slip through. Namespaced objects go first, Namespaces and CRDs last. Never fails as a whole:
 /// each entry's outcome is in the report.
-pub async fn execute<L: ApiLookup>(
+pub async fn execute<L: ApiLookup + Sync>(
     client: &kube::Client,
     lookup: &L,
     delete: &[InventoryEntry],
@@ -426,7 +428,7 @@ fn delete_rank(e: &InventoryEntry) -> u8 {
     }
 }
 
-async fn delete_one<L: ApiLookup>(
+async fn delete_one<L: ApiLookup + Sync>(
     client: &kube::Client,
     lookup: &L,
     entry: InventoryEntry,
@@ -647,6 +649,18 @@ mod tests {
         let mut inp = input(&prev, &[]);
         inp.allow_empty = true;
         assert_eq!(deletes(&plan(&inp)), prev);
+        // allowEmpty does not lift the budget.
+        let prev10 = cms(0..10);
+        let mut inp = input(&prev10, &[]);
+        inp.allow_empty = true;
+        assert!(matches!(
+            plan(&inp),
+            PruneDecision::Refused(PruneRefusal::OverBudget {
+                count: 10,
+                inventory: 10,
+                ..
+            })
+        ));
         // An empty render of an empty inventory is nothing to do.
         assert_eq!(plan(&input(&[], &[])), PruneDecision::Nothing);
     }
@@ -875,6 +889,11 @@ mod tests {
     fn previous_inventory_duplicates_do_not_skew_the_budget() {
         let mut prev = cms(0..8);
         prev.extend(cms(0..8));
+        // The same object recorded under another version is one object too.
+        prev.extend(cms(0..8).into_iter().map(|mut e| {
+            e.version = "v2".into();
+            e
+        }));
         // 2 of 8 (not of 16).
         assert_eq!(deletes(&plan(&input(&prev, &cms(0..6)))).len(), 2);
         assert!(matches!(
