@@ -8,6 +8,8 @@
 //! leaves the object and stays in the inventory; the ownership check refuses another
 //! Application's object.
 
+mod support;
+
 use std::time::Duration;
 
 use devcluster::{Config, DevCluster};
@@ -22,6 +24,7 @@ use lockstep::cluster::prune::{
     self, Budget, KeptReason, OptIns, PruneDecision, PruneInput, PruneRefusal, SkipReason, StagesOk,
 };
 use serde_json::{Value, json};
+use support::{Sandbox, tool};
 
 const NS: &str = "team";
 const APP: &str = "web";
@@ -167,16 +170,41 @@ async fn prune_deletes_only_what_this_app_still_owns() {
     // In the inventory but deleted by someone already.
     let ghost = cm_entry("ghost");
 
-    // After the apply, people and other apps changed some objects.
-    annotate(&client, &disabled, PRUNE_ANNOTATION, json!("disabled")).await;
-    annotate(
-        &client,
-        &theirs,
-        APPLICATION_ANNOTATION,
-        json!("team/other"),
-    )
+    // After the apply, people and other apps changed some objects, with the real kubectl.
+    let sb = Sandbox::new();
+    let kubeconfig = sb.path("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
+    let kubectl = async |args: &[&str]| -> String {
+        let mut cmd = sb.command(tool("kubectl"));
+        cmd.args(args).env("KUBECONFIG", &kubeconfig);
+        let out = tokio::process::Command::from(cmd)
+            .output()
+            .await
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let prune_off = format!("{PRUNE_ANNOTATION}=disabled");
+    kubectl(&["annotate", "-n", NS, "configmap", "disabled", &prune_off]).await;
+    let other_app = format!("{APPLICATION_ANNOTATION}=team/other");
+    kubectl(&[
+        "annotate",
+        "--overwrite",
+        "-n",
+        NS,
+        "configmap",
+        "theirs",
+        &other_app,
+    ])
     .await;
-    annotate(&client, &human, APPLICATION_ANNOTATION, Value::Null).await;
+    let removed = format!("{APPLICATION_ANNOTATION}-");
+    kubectl(&["annotate", "-n", NS, "configmap", "human", &removed]).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), NS);
@@ -267,6 +295,38 @@ async fn prune_deletes_only_what_this_app_still_owns() {
     // Background propagation: the garbage collector takes the ReplicaSets and Pods.
     eventually_count(&sets, &by_app, |n| n == 0).await;
     eventually_count(&pods, &by_app, |n| n == 0).await;
+
+    let listed = kubectl(&[
+        "get",
+        "-n",
+        NS,
+        "deployments,replicasets,pods,configmaps,secrets",
+        "-o",
+        "name",
+    ])
+    .await;
+    let names: Vec<&str> = listed.lines().collect();
+    for stays in [
+        "configmap/a",
+        "configmap/disabled",
+        "configmap/theirs",
+        "configmap/human",
+    ] {
+        assert!(names.contains(&stays), "{stays} missing from {names:?}");
+    }
+    for gone in [
+        "deployment",
+        "replicaset",
+        "pod/",
+        "configmap/b",
+        "configmap/c",
+        "secret/db",
+    ] {
+        assert!(
+            !names.iter().any(|n| n.starts_with(gone)),
+            "{gone} left in {names:?}"
+        );
+    }
 
     // Running the same prune again finds nothing left to delete.
     let again = prune::execute(&client, &PinnedDiscovery::default(), &delete, NS, APP).await;
