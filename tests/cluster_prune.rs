@@ -12,6 +12,7 @@ mod support;
 
 use std::time::Duration;
 
+use devcluster::faults::FaultRule;
 use devcluster::{Config, DevCluster};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -460,5 +461,89 @@ async fn ownership_check_refuses_another_apps_object() {
         matches!(&err, OwnershipCheckError::Api { object, .. } if object == "Widget.example.com team/w"),
         "{err:?}"
     );
+    cluster.shutdown().await;
+}
+
+/// Creates the namespace and the given ConfigMaps, all stamped for this app.
+async fn seed_configmaps(client: &kube::Client, names: &[&str]) -> Vec<InventoryEntry> {
+    create_stamped(
+        client,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n"),
+    )
+    .await;
+    let mut out = Vec::new();
+    for name in names {
+        out.push(create_stamped(client, &cm_yaml(name)).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_between_check_and_delete_is_not_deleted() {
+    let (cluster, client) = start().await;
+    let entries = seed_configmaps(&client, &["taken"]).await;
+    // Every delete of a ConfigMap waits, leaving time for a human to take the object over
+    // after prune has checked it.
+    cluster.set_faults(vec![
+        FaultRule::new(Some("delete"), Some("configmaps")).latency(Duration::from_millis(800)),
+    ]);
+    let lookup = PinnedDiscovery::default();
+    let prune = prune::execute(&client, &lookup, &entries, NS, APP);
+    let takeover = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        annotate(&client, &entries[0], APPLICATION_ANNOTATION, Value::Null).await;
+    };
+    let (report, ()) = tokio::join!(prune, takeover);
+    cluster.set_faults(vec![]);
+    // The delete carried the checked resourceVersion, so it was refused; the second look
+    // saw the object was no longer ours.
+    assert_eq!(
+        report.skipped,
+        vec![(entries[0].clone(), SkipReason::NotOwned)],
+        "{report:?}"
+    );
+    assert!(report.deleted.is_empty() && report.failed.is_empty());
+    assert!(exists(&client, &entries[0]).await);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deletes_stay_in_the_inventory_and_go_next_time() {
+    let (cluster, client) = start().await;
+    let entries = seed_configmaps(&client, &["a", "b", "c", "d"]).await;
+    let desired = vec![entries[0].clone()];
+    let plan = |previous: &[InventoryEntry]| match prune::plan(&input(previous, &desired)) {
+        PruneDecision::Delete { delete, kept } => {
+            assert!(kept.is_empty());
+            delete
+        }
+        other => panic!("expected a delete plan, got {other:?}"),
+    };
+    let delete = plan(&entries);
+    assert_eq!(delete, entries[1..]);
+
+    cluster.set_faults(vec![
+        FaultRule::new(Some("delete"), Some("configmaps")).internal_errors(1.0),
+    ]);
+    let report = prune::execute(&client, &PinnedDiscovery::default(), &delete, NS, APP).await;
+    assert!(report.deleted.is_empty());
+    assert_eq!(report.failed.len(), 3);
+    assert!(report.failed.iter().all(|f| f.code == Some(500)));
+    let next = prune::next_inventory(&desired, &report);
+    assert_eq!(next, entries, "the failed deletes stay in the inventory");
+    for e in &entries {
+        assert!(exists(&client, e).await);
+    }
+
+    // Next reconcile, the API server is well again: the same prune goes through.
+    cluster.set_faults(vec![]);
+    let delete = plan(&next);
+    let report = prune::execute(&client, &PinnedDiscovery::default(), &delete, NS, APP).await;
+    assert_eq!(report.deleted, entries[1..]);
+    assert_eq!(prune::next_inventory(&desired, &report), desired);
+    assert!(exists(&client, &entries[0]).await);
+    for e in &entries[1..] {
+        assert!(!exists(&client, e).await);
+    }
     cluster.shutdown().await;
 }
