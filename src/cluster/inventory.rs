@@ -316,7 +316,7 @@ pub async fn check_ownership_with<L: ApiLookup + Sync>(
         else {
             continue;
         };
-        let meta = serde_json::to_value(&live.metadata).unwrap_or(Value::Null);
+        let meta = annotations_value(&live.metadata);
         if let Ownership::OwnedByOther(other) = ownership(&meta, app_namespace, app_name) {
             conflicts.push(OwnershipConflict {
                 object: describe(entry),
@@ -330,6 +330,20 @@ pub async fn check_ownership_with<L: ApiLookup + Sync>(
     } else {
         Err(OwnershipCheckError::Conflict(conflicts))
     }
+}
+
+/// `{"annotations": {...}}` of a live object: all [`ownership`] and [`prune_disabled`] read,
+/// without copying the rest of its metadata (managed fields can be large).
+pub(crate) fn annotations_value(meta: &kube::core::ObjectMeta) -> Value {
+    let annotations: serde_json::Map<String, Value> = meta
+        .annotations
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert("annotations".to_owned(), Value::Object(annotations));
+    Value::Object(out)
 }
 
 /// Finds the REST endpoint of an inventory entry. The shared discovery cache implements
@@ -557,6 +571,29 @@ mod tests {
         // A whole object works as well as its metadata.
         let whole = json!({"kind": "ConfigMap", "metadata": m});
         assert_eq!(ownership(&whole, "pay", "web"), Ownership::Owned);
+    }
+
+    #[test]
+    fn live_metadata_annotations_are_what_counts() {
+        let mut meta = kube::core::ObjectMeta {
+            name: Some("c".into()),
+            labels: Some([(MANAGED_BY_LABEL.to_owned(), "lockstep".to_owned())].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ownership(&annotations_value(&meta), "pay", "web"),
+            Ownership::Unowned
+        );
+        meta.annotations = Some(
+            [
+                (APPLICATION_ANNOTATION.to_owned(), "pay/web".to_owned()),
+                (PRUNE_ANNOTATION.to_owned(), "disabled".to_owned()),
+            ]
+            .into(),
+        );
+        let v = annotations_value(&meta);
+        assert_eq!(ownership(&v, "pay", "web"), Ownership::Owned);
+        assert!(prune_disabled(&v));
     }
 
     #[test]

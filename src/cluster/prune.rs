@@ -8,21 +8,28 @@
 //! other, go ahead. Namespaces, PVCs and CRDs are kept unless the app opts in.
 //!
 //! # The next inventory
-//! The caller writes the new inventory to status before pruning and corrects it after:
-//! - [`PruneDecision::Refused`]: keep every previous entry, plus what was applied
-//!   (`inventory::union(previous, applied)`): nothing was deleted, so everything is still ours.
+//! The caller keeps status honest around a prune, so that a crash in the middle leaves every
+//! object it may still own in the inventory:
+//! - [`PruneDecision::Refused`]: nothing was deleted, so every previous entry stays, plus what
+//!   was applied: `inventory::union(previous, applied)`.
 //! - [`PruneDecision::Nothing`]: the desired set.
-//! - [`PruneDecision::Delete`]: the desired set plus [`PruneReport::remaining`] (deletes that
-//!   failed, retried next time): [`next_inventory`]. Entries kept by the plan and entries
-//!   [`execute`] skipped (prune disabled, taken over by a human or another Application, already
-//!   gone) leave the inventory: they stay in the cluster, no longer tracked, so an unchanged
-//!   reconcile makes no requests for them.
+//! - [`PruneDecision::Delete`]: before [`execute`], write `inventory::union(desired, delete)`;
+//!   after it, [`next_inventory`]`(desired, &report)`: the desired set plus the deletes that
+//!   failed ([`PruneReport::remaining`]), which the next reconcile plans again.
+//!
+//! Entries kept by the plan (prune off, protected kinds, `prune: disabled`) and entries
+//! [`execute`] skipped (prune disabled, taken over by a human or another Application, already
+//! gone) leave the inventory: they stay in the cluster untracked, so an unchanged reconcile
+//! makes no requests for them. Objects kept by the plan still carry the Application
+//! annotation, so another Application cannot adopt one until someone hands it over.
+//!
+//! An approval annotation can stay on the Application after its prune ran: it names that
+//! exact set and approves nothing else.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use kube::api::{DeleteParams, Preconditions};
-use serde_json::Value;
 
 use crate::cluster::inventory::{
     self, ApiLookup, InventoryEntry, Ownership, describe, error_code, error_text, normalize,
@@ -464,7 +471,7 @@ async fn delete_one<L: ApiLookup + Sync>(
                 return;
             }
         };
-        let meta = serde_json::to_value(&live.metadata).unwrap_or(Value::Null);
+        let meta = inventory::annotations_value(&live.metadata);
         match inventory::ownership(&meta, app_namespace, app_name) {
             Ownership::Owned => {}
             Ownership::Unowned => {
