@@ -547,3 +547,58 @@ async fn failed_deletes_stay_in_the_inventory_and_go_next_time() {
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opted_in_namespace_and_cluster_scoped_objects_go_last() {
+    let (cluster, client) = start().await;
+    let entries = seed_configmaps(&client, &["keep", "inside"]).await;
+    let namespace = cm_entry("unused");
+    let namespace = InventoryEntry {
+        kind: "Namespace".into(),
+        namespace: None,
+        name: NS.into(),
+        ..namespace
+    };
+    let role = create_stamped(
+        &client,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\nrules: []\n",
+    )
+    .await;
+    assert_eq!(role.namespace, None);
+    let previous = vec![
+        namespace.clone(),
+        entries[0].clone(),
+        entries[1].clone(),
+        role.clone(),
+    ];
+    // Everything but one ConfigMap leaves Git; the app opted in to pruning Namespaces.
+    let desired = vec![cm_entry("elsewhere")];
+    let mut inp = input(&previous, &desired);
+    inp.opt_ins.namespaces = true;
+    let PruneDecision::Delete { delete, kept } = prune::plan(&inp) else {
+        panic!("expected a delete plan");
+    };
+    assert!(kept.is_empty());
+    assert_eq!(delete.len(), 4);
+    let report = prune::execute(&client, &PinnedDiscovery::default(), &delete, NS, APP).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    // Namespaced objects first, then cluster-scoped ones, the Namespace last.
+    let kinds: Vec<&str> = report.deleted.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ConfigMap", "ConfigMap", "ClusterRole", "Namespace"]
+    );
+    assert!(!exists(&client, &role).await);
+    let ns = inventory::api_for(&client, &namespace)
+        .await
+        .expect("api")
+        .get_opt(NS)
+        .await
+        .expect("get namespace");
+    assert!(
+        ns.as_ref()
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some()),
+        "the namespace is going: {ns:?}"
+    );
+    cluster.shutdown().await;
+}
