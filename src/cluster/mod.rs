@@ -1,17 +1,18 @@
-//! Access to the cluster: clients that act as an Application's service account over one
-//! shared connection pool, discovery and REST mapping, and ordered server-side apply.
+//! Access to the cluster, as each Application's own service account.
 //!
-//! How the reconcile pipeline uses it:
-//! ```text
-//! let clients = Clients::new(config)?;                    // once per process
-//! let discovery = Discovery::new();                       // once per process
-//! let client = clients.for_service_account(ns, sa);       // per app, cached
-//! apply_all(&client, &discovery, &objects, &ApplyOptions { mode: ApplyMode::DryRun, .. }).await?;
-//! let applied = apply_all(&client, &discovery, &objects, &ApplyOptions::default()).await?;
-//! ```
-//! The dry run proves every object would be accepted before the first write, so an app
-//! is not half-applied because of RBAC, validation or a field conflict.
+//! - [`client`]: clients that act as an Application's service account over one shared
+//!   connection pool.
+//! - [`discovery`]: discovery and REST mapping (namespaced or not, plural, version).
+//! - [`apply`]: ordered server-side apply, dry run first.
+//! - [`inventory`]: inventory entries, the ownership label and annotation, the ownership check.
+//! - [`prune`]: the fail-closed prune plan (pure) and its execution through the app's client.
+//! - [`health`]: kstatus rules and a waiter over an inventory.
+//! - [`watch`]: drift watches, metadata-only, shared per identity, namespace and kind.
 
 pub mod apply;
 pub mod client;
 pub mod discovery;
+pub mod health;
+pub mod inventory;
+pub mod prune;
+pub mod watch;
