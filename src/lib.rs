@@ -4,6 +4,7 @@
 //! CLI stays thin; every operation lives here.
 
 pub mod check;
+pub mod cluster;
 pub mod controller;
 pub mod crypto;
 pub mod manifest;
