@@ -7,11 +7,13 @@
 //! - [`verify`]: which signatures a fetch checks (Application and Policies).
 //! - [`duration`]: Go-style durations (`1m`, `30s`).
 //! - [`crds`]: the CustomResourceDefinitions in `deploy/crds/`, generated from the types.
+//! - [`queue`]: the work queue that schedules reconciles (dedup, concurrency, backoff).
 
 pub mod application;
 pub mod conditions;
 pub mod crds;
 pub mod duration;
+pub mod queue;
 pub mod validate;
 pub mod verify;
 
