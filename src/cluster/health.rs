@@ -504,7 +504,8 @@ fn int(v: &Value, pointer: &str) -> Option<i64> {
 ///
 /// Returns early with the object as soon as one is [`Health::Failed`] (a rollout past its
 /// progress deadline, a failed Job): waiting longer cannot fix it. On timeout, returns the
-/// first object (in the given order) that is still not Current, with its reason. An object
+/// first object (in the given order) that is still not Current, with its reason; the last
+/// round's reads may take up to `min(poll, 5 s)` past the timeout. An object
 /// that was Current once is not fetched again in the same wait, which keeps the requests
 /// per poll down to the objects still converging. API errors are retried on the next poll
 /// and, if still failing at the timeout, reported by status code and reason only (an API
@@ -517,24 +518,29 @@ pub async fn wait_healthy(
 ) -> Result<(), Unhealthy> {
     let deadline = Instant::now() + timeout;
     let poll = poll.max(Duration::from_millis(10));
-    let mut pending: Vec<&InventoryEntry> = objects
+    // Each object still converging, with what the last poll saw of it.
+    let mut pending: Vec<(&InventoryEntry, Option<Health>)> = objects
         .iter()
         .filter(|e| has_health_rules(&e.group, &e.kind))
+        .map(|e| (e, None))
         .collect();
     let mut resources = Resources::default();
     loop {
         let mut first: Option<Unhealthy> = None;
         let mut still = Vec::with_capacity(pending.len());
-        for entry in pending {
-            let health =
-                match tokio::time::timeout_at(deadline, fetch(client, &mut resources, entry)).await
-                {
-                    Ok(Ok(h)) => h,
-                    Ok(Err(reason)) => Health::InProgress(reason),
-                    Err(_) => {
-                        Health::InProgress("no answer from the API server in time".to_owned())
-                    }
-                };
+        for (entry, last) in pending {
+            // The round that starts at the deadline still gets a short chance to answer.
+            let read_by = deadline.max(Instant::now() + poll.min(Duration::from_secs(5)));
+            let read = tokio::time::timeout_at(read_by, fetch(client, &mut resources, entry));
+            let health = match (read.await, last) {
+                (Ok(Ok(h)), _) => h,
+                (Ok(Err(reason)), _) => Health::InProgress(reason),
+                // Out of time mid-request: what the previous poll saw is the best answer.
+                (Err(_), Some(h)) => h,
+                (Err(_), None) => {
+                    Health::InProgress("no answer from the API server in time".to_owned())
+                }
+            };
             let Some(reason) = health.reason() else {
                 continue;
             };
@@ -546,7 +552,7 @@ pub async fn wait_healthy(
                 return Err(u);
             }
             first.get_or_insert(u);
-            still.push(entry);
+            still.push((entry, Some(health)));
         }
         let Some(first) = first else {
             return Ok(());
