@@ -20,6 +20,28 @@
 //! `lockstep.dev/reconcile-requested-at` annotation or a drift event.
 //!
 //! All timing uses [`tokio::time`], so tests can run it under paused time.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lockstep::controller::queue::{Backoff, Key, Outcome, Queue};
+//!
+//! async fn reconcile(key: Key) -> Outcome {
+//!     // fetch, render, apply, health... then:
+//!     Outcome::Success { requeue_after: Duration::from_secs(60) }
+//! }
+//!
+//! # async fn controller() {
+//! let queue = Queue::new(4, Backoff::default()); // --concurrency 4
+//! // From the Application watch: add on create/update (and on a new
+//! // reconcile-requested-at), forget on delete.
+//! queue.add(("payments".into(), "payments".into()));
+//! let runner = queue.clone();
+//! let task = tokio::spawn(async move { runner.run(reconcile).await });
+//! // On SIGTERM:
+//! queue.shutdown();
+//! let _ = task.await;
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -531,6 +553,40 @@ mod tests {
         assert!(q.failures(&key("boom")) >= 4);
         q.shutdown();
         // Shutdown waits for the stuck reconcile, as it waits for any in flight.
+        run.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_saturated_queue_serves_every_app_in_turn() {
+        // 200 apps of one second each, four at a time, every ten seconds: the queue is
+        // saturated (a round takes 50 s), so due-time order must share the slots fairly.
+        let q = Queue::new(4, exact(1000, 8000));
+        let log = Log::default();
+        let l = log.clone();
+        let run = spawn_run(&q, move |k| {
+            l.record(&k);
+            async {
+                sleep(Duration::from_secs(1)).await;
+                Outcome::Success {
+                    requeue_after: Duration::from_secs(10),
+                }
+            }
+        });
+        for i in 0..200 {
+            q.add(key(&format!("app{i}")));
+        }
+        sleep(Duration::from_secs(500)).await;
+        let runs: Vec<usize> = (0..200)
+            .map(|i| log.starts(&format!("app{i}")).len())
+            .collect();
+        let (min, max) = (runs.iter().min().copied(), runs.iter().max().copied());
+        assert!(
+            min >= Some(9) && max <= Some(11),
+            "runs per app {min:?}..{max:?}"
+        );
+        let total: usize = runs.iter().sum();
+        assert!(total >= 4 * 499, "all four slots stayed busy: {total} runs");
+        q.shutdown();
         run.await.unwrap();
     }
 
