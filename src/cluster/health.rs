@@ -444,7 +444,18 @@ fn crd(live: &Value) -> Health {
 /// Any other kind: a `Ready` condition decides when present (kstatus treats `False` as
 /// still in progress; `Stalled` marks real failure and was checked before).
 fn ready_condition(live: &Value) -> Health {
+    let generation = int(live, "/metadata/generation");
     match condition(live, "Ready") {
+        // metav1.Condition carries its own observedGeneration: a Ready written for an older
+        // spec (lockstep's own Applications do this) is not an answer yet.
+        Some(Cond {
+            status: "True",
+            observed_generation: Some(seen),
+            ..
+        }) if generation.is_some_and(|g| seen < g) => Health::InProgress(format!(
+            "Ready for an older generation ({seen} of {})",
+            generation.unwrap_or_default()
+        )),
         Some(c) if c.status == "True" => Health::Current,
         Some(c) => Health::InProgress(c.describe("not ready")),
         None => Health::Current,
@@ -456,6 +467,7 @@ struct Cond<'a> {
     status: &'a str,
     reason: &'a str,
     message: &'a str,
+    observed_generation: Option<i64>,
 }
 
 impl Cond<'_> {
@@ -487,6 +499,7 @@ fn condition<'a>(live: &'a Value, type_: &str) -> Option<Cond<'a>> {
         status: s("status"),
         reason: s("reason"),
         message: s("message"),
+        observed_generation: c.get("observedGeneration").and_then(Value::as_i64),
     })
 }
 
@@ -690,7 +703,9 @@ mod tests {
         s["observedGeneration"] = json!(1);
         in_progress(health_of(&deploy(s)), "generation 2 not yet observed");
         let mut s = rolled_out();
-        s.as_object_mut().map(|m| m.remove("observedGeneration"));
+        if let Some(m) = s.as_object_mut() {
+            m.remove("observedGeneration");
+        }
         in_progress(health_of(&deploy(s)), "not yet observed");
     }
 
@@ -730,7 +745,9 @@ mod tests {
     fn deployment_default_replicas_is_one() {
         let mut d = deploy(json!({"observedGeneration": 2, "replicas": 1,
             "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}));
-        d["spec"].as_object_mut().map(|m| m.remove("replicas"));
+        if let Some(m) = d["spec"].as_object_mut() {
+            m.remove("replicas");
+        }
         assert_eq!(health_of(&d), Health::Current);
         d["status"]["readyReplicas"] = json!(0);
         in_progress(health_of(&d), "0 of 1 replicas ready");
@@ -963,6 +980,11 @@ mod tests {
                                  {"type": "Ready", "status": "False"}]))),
             Health::Failed(r) if r.contains("InvalidSpec")
         ));
+        // A Ready condition stamped with an older generation does not count either.
+        let mut app = cr(json!([{"type": "Ready", "status": "True", "observedGeneration": 2}]));
+        in_progress(health_of(&app), "Ready for an older generation (2 of 3)");
+        app["status"]["conditions"][0]["observedGeneration"] = json!(3);
+        assert_eq!(health_of(&app), Health::Current);
         // Status from an older generation does not count, even when it says Ready.
         let mut stale = cr(json!([{"type": "Ready", "status": "True"}]));
         stale["status"]["observedGeneration"] = json!(2);
