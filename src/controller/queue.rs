@@ -64,7 +64,8 @@ pub enum Outcome {
     /// Failed. `Some(d)`: retry after `d` (the Application's `retryInterval`); `None`: a
     /// transient error, retry after the exponential backoff for this key.
     Failure { retry_after: Option<Duration> },
-    /// Do not schedule again (suspended, or stalled until its spec changes).
+    /// Do not schedule again (`spec.suspend`, or stalled until its spec changes); the
+    /// failure count resets. The Application watch adds the key again on its next change.
     Stop,
 }
 
@@ -265,7 +266,8 @@ impl Queue {
     }
 
     /// Ask [`Queue::run`] to stop: it starts nothing new, waits for the reconciles in
-    /// flight, and returns.
+    /// flight (each bounded by its Application's `timeout`), and returns. Final: a later
+    /// `run` on this queue returns at once.
     pub fn shutdown(&self) {
         self.inner.stop.send_replace(true);
     }
