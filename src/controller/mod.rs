@@ -7,6 +7,10 @@
 //! - [`verify`]: which signatures a fetch checks (Application and Policies).
 //! - [`duration`]: Go-style durations (`1m`, `30s`).
 //! - [`crds`]: the CustomResourceDefinitions in `deploy/crds/`, generated from the types.
+//! - [`queue`]: the work queue that schedules reconciles (dedup, concurrency, backoff).
+//! - [`reconcile`]: one reconcile of one Application, stage by stage.
+//! - [`run`]: the controller process: watches, queue, drift, status.
+//! - [`events`]: Events about Applications, one per occurrence.
 
 pub mod application;
 pub mod conditions;
