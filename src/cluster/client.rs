@@ -51,8 +51,8 @@ impl Clients {
         self.shared.clone()
     }
 
-    /// A client that acts as `system:serviceaccount:{namespace}:{name}` (groups
-    /// `system:serviceaccounts` and `system:serviceaccounts:{namespace}`) on every request,
+    /// A client that acts as `system:serviceaccount:{namespace}:{name}` (the API server
+    /// gives it the groups `system:serviceaccounts` and `system:serviceaccounts:{namespace}`) on every request,
     /// over the shared pool. Repeated calls for the same account return the same client.
     /// A name that cannot be a header value gives a client whose every request fails.
     pub fn for_service_account(&self, namespace: &str, name: &str) -> kube::Client {
@@ -114,13 +114,11 @@ fn impersonation_headers(namespace: &str, name: &str) -> Result<Headers, String>
         HeaderValue::from_str(&s)
             .map_err(|_| format!("service account {namespace}/{name} is not a valid identity"))
     };
+    // Impersonate-User only: for a service account the API server adds its groups
+    // (system:serviceaccounts, system:serviceaccounts:NS) itself, so the reconciler needs
+    // `impersonate` on serviceaccounts and nothing on groups (see deploy/).
     let user = HeaderName::from_static("impersonate-user");
-    let group = HeaderName::from_static("impersonate-group");
-    Ok(vec![
-        (user, value(service_account_user(namespace, name))?),
-        (group.clone(), value("system:serviceaccounts".to_owned())?),
-        (group, value(format!("system:serviceaccounts:{namespace}"))?),
-    ])
+    Ok(vec![(user, value(service_account_user(namespace, name))?)])
 }
 
 /// Sets the impersonation headers, then sends through the shared client.
@@ -168,7 +166,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn headers_name_the_account_and_its_groups() {
+    fn headers_name_only_the_account() {
         let h = impersonation_headers("team-a", "deployer").expect("valid");
         let text: Vec<(String, String)> = h
             .iter()
@@ -176,20 +174,10 @@ mod tests {
             .collect();
         assert_eq!(
             text,
-            vec![
-                (
-                    "impersonate-user".to_owned(),
-                    "system:serviceaccount:team-a:deployer".to_owned()
-                ),
-                (
-                    "impersonate-group".to_owned(),
-                    "system:serviceaccounts".to_owned()
-                ),
-                (
-                    "impersonate-group".to_owned(),
-                    "system:serviceaccounts:team-a".to_owned()
-                ),
-            ]
+            vec![(
+                "impersonate-user".to_owned(),
+                "system:serviceaccount:team-a:deployer".to_owned()
+            ),]
         );
     }
 
