@@ -200,6 +200,41 @@ fn the_controller_role_holds_no_workload_or_secret_rights_cluster_wide() {
     }
 }
 
+#[test]
+fn the_image_is_static_non_root_and_tagged_as_the_deployment_expects() {
+    let dockerfile = read_string(&repo("Dockerfile"));
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert!(froms.len() >= 2, "a multi-stage build: {froms:?}");
+    let last = froms.last().copied().unwrap_or_default();
+    assert!(
+        last == "FROM scratch" || last.contains("distroless/static"),
+        "final stage: {last}"
+    );
+    // The final stage's user and entry point.
+    let final_stage = &dockerfile[dockerfile.rfind("\nFROM ").unwrap_or(0)..];
+    assert!(final_stage.contains("\nUSER 65532"), "{final_stage}");
+    let entry = final_stage
+        .lines()
+        .find(|l| l.starts_with("ENTRYPOINT "))
+        .expect("ENTRYPOINT");
+    assert!(entry.contains("lockstep"), "{entry}");
+    // The documented build command produces the tag deploy/ runs.
+    let deployment = documents(&repo("deploy/deployment.yaml"));
+    let image = str_at(&deployment[0], "/spec/template/spec/containers/0/image");
+    assert!(
+        dockerfile.contains(&format!("docker build -t {image} .")),
+        "the Dockerfile should say how to build {image}"
+    );
+    // Local identities never enter the build context.
+    let ignore = read_string(&repo(".dockerignore"));
+    for pattern in ["target/", ".git/", "*.agekey"] {
+        assert!(ignore.lines().any(|l| l == pattern), "{pattern}");
+    }
+}
+
 /// Every object in examples/cluster/, in kubectl's order.
 fn example_objects() -> Vec<(PathBuf, Value)> {
     yaml_files(&repo("examples/cluster"))
@@ -568,6 +603,15 @@ async fn deploy_installs_and_the_reconciler_cannot_read_tenant_secrets() {
         env.can_i(&user, &["create", "rolebindings", "-n", &own], false)
             .await;
         env.can_i(&user, &["create", "clusterrolebindings"], false)
+            .await;
+        // Creating an Application grants an account's rights: not part of `edit`.
+        env.can_i(
+            &user,
+            &["create", "applications.lockstep.dev", "-n", &own],
+            false,
+        )
+        .await;
+        env.can_i(&user, &["create", "policies.lockstep.dev"], false)
             .await;
         env.can_i(&user, &["create", "configmaps", "-n", "kube-system"], false)
             .await;
