@@ -460,6 +460,37 @@ async fn deploy_installs_and_the_reconciler_cannot_read_tenant_secrets() {
         lines(&second).iter().all(|l| l.ends_with(" unchanged")),
         "{second}"
     );
+    // Moving to server-side apply (as `kubectl apply --server-side -k deploy/` or a Git
+    // engine would) keeps every field, and then nothing differs.
+    let ssa = env
+        .kubectl(&["apply", "--server-side", "-k", "deploy/"])
+        .await;
+    let ssa_err = String::from_utf8_lossy(&ssa.stderr);
+    assert!(
+        ssa.status.success() && ssa_err.trim().is_empty(),
+        "{ssa_err}"
+    );
+    let diff = env
+        .kubectl(&["diff", "--server-side", "-k", "deploy/"])
+        .await;
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let sc = env
+        .kubectl_ok(&[
+            "get",
+            "deployment/lockstep-controller",
+            "-n",
+            "lockstep-system",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem}",
+        ])
+        .await;
+    assert_eq!(sc, "true");
     for crd in ["applications.lockstep.dev", "policies.lockstep.dev"] {
         env.kubectl_ok(&[
             "wait",
