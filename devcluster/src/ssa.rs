@@ -1062,6 +1062,41 @@ fn remove_at(node: &mut Value, full: &[PathElem], depth: usize, schema: &dyn Sch
     remove_at(child, full, depth + 1, schema)
 }
 
+/// Whether a strict prefix of `full` is an atomic map or list in `root`, so that `full`
+/// names a part of one value rather than a field.
+fn inside_atomic(root: &Value, full: &[PathElem], schema: &dyn Schema) -> bool {
+    let mut node = root;
+    for depth in 0..full.len().saturating_sub(1) {
+        let child = match &full[depth] {
+            PathElem::Field(name) => node.get(name.as_str()),
+            PathElem::Key(_) | PathElem::Value(_) => {
+                let list_path = &full[..depth];
+                let lt = schema.list_type(list_path);
+                node.as_array().and_then(|items| {
+                    items.iter().enumerate().find_map(|(i, it)| {
+                        item_elem(schema, list_path, &lt, it, i)
+                            .is_ok_and(|pe| pe == full[depth])
+                            .then_some(it)
+                    })
+                })
+            }
+            PathElem::Index(i) => node.as_array().and_then(|items| items.get(*i)),
+        };
+        let Some(child) = child else { return false };
+        let prefix = &full[..=depth];
+        let atomic = match child {
+            Value::Object(_) => schema.map_type(prefix) == MapType::Atomic,
+            Value::Array(_) => schema.list_type(prefix) == ListType::Atomic,
+            _ => false,
+        };
+        if atomic {
+            return true;
+        }
+        node = child;
+    }
+    false
+}
+
 /// After a removal below `child`: did it leave an empty list, or an empty free-form map?
 fn emptied_collection(child: &Value, full: &[PathElem], depth: usize, schema: &dyn Schema) -> bool {
     match child {
@@ -1616,8 +1651,21 @@ pub fn apply(req: ApplyRequest) -> Result<Value, ApplyError> {
         }
     }
     // Parents before children: removing an element takes its key fields with it, so it has
-    // to go first while it can still be found by key.
-    let to_remove: Vec<&Path> = last_set.iter().filter(|p| !owned.contains(p)).collect();
+    // to go first while it can still be found by key. A path that is itself unowned but has
+    // owned descendants stays as their container, as structured-merge-diff adds owned items
+    // back after pruning: a client-side apply records "." for every map it set, and once
+    // kubectl migrates that entry to Apply, the next apply of the same manifest (which
+    // records no "." for maps with fields) must not drop those maps.
+    // Likewise a path inside an atomic value (a migrated entry can name one) is no field of
+    // its own: it goes only with that value.
+    let has_owned_descendant =
+        |p: &Path| owned.iter().any(|o| o.len() > p.len() && o.starts_with(p));
+    let to_remove: Vec<&Path> = last_set
+        .iter()
+        .filter(|p| {
+            !owned.contains(p) && !has_owned_descendant(p) && !inside_atomic(&merged, p, req.schema)
+        })
+        .collect();
     for p in to_remove {
         remove_at(&mut merged, p, 0, req.schema);
     }
@@ -2116,6 +2164,98 @@ mod tests {
         assert_eq!(containers[0]["name"], "nginx");
         let f = fields(&obj, "gitops", "Apply");
         assert!(f["f:metadata"]["f:labels"].get("f:tier").is_none());
+    }
+
+    #[test]
+    fn reapply_after_client_side_apply_migration_keeps_maps_recorded_with_dot() {
+        // kubectl apply --server-side over a client-side apply rewrites the
+        // kubectl-client-side-apply Update entry as the Apply entry of its manager; that
+        // set holds "." for each map it created. Re-applying the same manifest then
+        // records no "." for those maps: the maps and their fields must stay.
+        let mut live = created_a();
+        let entries = live["metadata"]["managedFields"].as_array_mut().unwrap();
+        entries[0]["fieldsV1"] = json!({
+            "f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:tier": {}}},
+            "f:spec": {
+                "f:replicas": {},
+                "f:selector": {".": {}, "f:matchLabels": {".": {}, "f:app": {}}},
+                "f:template": {
+                    ".": {},
+                    "f:metadata": {".": {}, "f:labels": {".": {}, "f:app": {}}},
+                    "f:spec": {".": {}, "f:containers": {
+                        "k:{\"name\":\"nginx\"}": {".": {}, "f:name": {}, "f:image": {},
+                            "f:env": {".": {}, "k:{\"name\":\"A\"}": {".": {}, "f:name": {}, "f:value": {}}}},
+                        "k:{\"name\":\"sidecar\"}": {".": {}, "f:name": {}, "f:image": {}}
+                    }}
+                }
+            }
+        });
+        let obj = run(
+            Some(&live),
+            &manifest_a(),
+            "gitops",
+            false,
+            T1,
+            deploy().as_ref(),
+        )
+        .unwrap();
+        assert_eq!(
+            without_managed_fields(&obj),
+            without_managed_fields(&live),
+            "the same manifest re-applied must change nothing"
+        );
+        // The new set is the manifest's, without the migrated "." entries.
+        assert!(
+            fields(&obj, "gitops", "Apply")["f:spec"]["f:template"]
+                .get(".")
+                .is_none()
+        );
+
+        // A map recorded with "." whose fields are all dropped from the manifest still goes.
+        let mut m = manifest_a();
+        m["spec"]["template"]["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("labels");
+        let obj = run(Some(&live), &m, "gitops", false, T1, deploy().as_ref()).unwrap();
+        assert!(
+            obj["spec"]["template"]["metadata"].get("labels").is_none(),
+            "{obj}"
+        );
+        assert_eq!(
+            obj["spec"]["template"]["spec"],
+            live["spec"]["template"]["spec"]
+        );
+    }
+
+    #[test]
+    fn reapply_after_migrating_a_recorded_client_side_apply_changes_nothing() {
+        // The same, with the entry devcluster itself records for a client-side apply.
+        let mut live = manifest_a();
+        record_update(
+            None,
+            &mut live,
+            "kubectl-client-side-apply",
+            "apps/v1",
+            None,
+            T0,
+            deploy().as_ref(),
+        );
+        let migrated = &mut live["metadata"]["managedFields"][0];
+        migrated["manager"] = json!("gitops");
+        migrated["operation"] = json!("Apply");
+        let before = fields(&live, "gitops", "Apply");
+        assert_eq!(before["f:metadata"]["f:labels"]["."], json!({}), "{before}");
+        let obj = run(
+            Some(&live),
+            &manifest_a(),
+            "gitops",
+            false,
+            T1,
+            deploy().as_ref(),
+        )
+        .unwrap();
+        assert_eq!(without_managed_fields(&obj), without_managed_fields(&live));
     }
 
     #[test]
