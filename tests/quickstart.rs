@@ -11,12 +11,20 @@ fn the_quickstart_settles_the_examples_and_leaves_nothing_behind() {
     let sb = Sandbox::new();
     // The example Secrets' plaintext values, to look for in the output.
     let mut plaintexts = Vec::new();
-    let dec = run(sb
+    let mut dec = run(sb
         .lockstep(["decrypt", "--identity"])
         .arg(repo("keys-example/sops.agekey"))
         .arg(repo("examples/apps/payments/secret.enc.yaml")))
     .ok()
     .stdout_str();
+    dec.push_str(
+        &run(sb
+            .lockstep(["unseal", "--identity"])
+            .arg(repo("keys-example/sealing.agekey"))
+            .arg(repo("examples/apps/billing/api-token.sealed.yaml")))
+        .ok()
+        .stdout_str(),
+    );
     let mut in_data = false;
     for line in dec.lines() {
         if line.starts_with("stringData:") || line.starts_with("data:") {
@@ -26,15 +34,27 @@ fn the_quickstart_settles_the_examples_and_leaves_nothing_behind() {
         if in_data && line.starts_with("  ") {
             if let Some((_, v)) = line.trim().split_once(": ") {
                 let v = v.trim_matches('"');
-                if v.len() >= 6 {
+                // Long values only: a short one ("payments") is also a namespace name.
+                if v.len() >= 10 {
                     plaintexts.push(v.to_owned());
+                }
+                // `data:` values are base64 of the plaintext.
+                use base64::Engine;
+                if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v)
+                    && let Ok(t) = String::from_utf8(b)
+                    && t.len() >= 10
+                {
+                    plaintexts.push(t);
                 }
             }
         } else {
             in_data = false;
         }
     }
-    assert!(!plaintexts.is_empty(), "no plaintext found in:\n{dec}");
+    assert!(
+        plaintexts.iter().any(|p| p.contains("b1ll1ng")) && plaintexts.len() >= 2,
+        "plaintexts not found in:\n{dec}"
+    );
 
     let tmp = sb.tmp();
     let out = run(sb
