@@ -230,7 +230,7 @@ pub async fn apply_all(
     for &i in &first {
         let obj = &objects[i];
         let Some(r) = &resolved[i] else { continue };
-        let out = apply_one(client, r, obj, opts)
+        let out = apply_one_retrying(client, r, obj, opts)
             .await
             .map_err(|k| fail(&mut applied, obj, k))?;
         if is_namespace(obj) && out.applied.action == Action::Created {
@@ -285,7 +285,7 @@ pub async fn apply_all(
             // Its Namespace would be created by this set: the server cannot judge it yet.
             continue;
         }
-        let out = apply_one(client, &r, obj, opts)
+        let out = apply_one_retrying(client, &r, obj, opts)
             .await
             .map_err(|k| fail(&mut applied, obj, k))?;
         applied.push(out.applied);
@@ -453,6 +453,34 @@ fn encode_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// Attempts per object when the server answers with a transient error (5xx, 429, a
+/// timeout). An apply is idempotent, so retrying one object is safe and much cheaper than
+/// failing the whole set and starting over after a backoff.
+const APPLY_ATTEMPTS: u32 = 3;
+
+async fn apply_one_retrying(
+    client: &kube::Client,
+    r: &Resolved,
+    obj: &RenderedObject,
+    opts: &ApplyOptions,
+) -> Result<Outcome, ApplyErrorKind> {
+    let mut attempt = 1;
+    loop {
+        match apply_one(client, r, obj, opts).await {
+            Err(ApplyErrorKind::Transient { .. } | ApplyErrorKind::Timeout { .. })
+                if attempt < APPLY_ATTEMPTS =>
+            {
+                // 100-200 ms, then 200-400 ms: spread retries of many apps apart.
+                let base = 100u64 << (attempt - 1);
+                let jitter = u64::from(crate::crypto::random_bytes::<1>()[0]) * base / 255;
+                tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn apply_one(

@@ -456,7 +456,8 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
             if let Some(rev) = &revision {
                 status.last_attempted_revision = Some(rev.clone());
                 // Health is checked only after a full apply: that revision is applied.
-                if stop.reason == reason::HEALTH_CHECK_FAILED {
+                if stop.reason == reason::HEALTH_CHECK_FAILED || stop.reason == reason::PRUNE_FAILED
+                {
                     status.last_applied_revision = Some(rev.clone());
                 }
             }
@@ -736,7 +737,19 @@ async fn run(
         let lookup = DiscoveryLookup(&ctx.discovery);
         inventory::check_ownership_with(&as_app, &lookup, &desired, namespace, name)
             .await
-            .map_err(|e| with_rev(Stop::failed(reason::FAILED, e.to_string())))?;
+            .map_err(|e| {
+                let transient = matches!(
+                    &e,
+                    inventory::OwnershipCheckError::Api { code, .. }
+                        if code.is_none_or(|c| c == 429 || c >= 500)
+                );
+                let stop = if transient {
+                    Stop::transient(reason::FAILED, e.to_string())
+                } else {
+                    Stop::failed(reason::FAILED, e.to_string())
+                };
+                with_rev(stop)
+            })?;
 
         // Objects another manager keeps taking are left alone until their manifest
         // changes (no fight, no event storm); they stay in the inventory.
@@ -802,9 +815,9 @@ async fn run(
         match prune::plan(&input) {
             prune::PruneDecision::Nothing => {}
             prune::PruneDecision::Delete { delete, kept } => {
-                // What is not deleted stays in the inventory, so a later reconcile (or
-                // an opt-in) can still prune it and nothing is forgotten.
-                new_inventory.extend(kept.into_iter().map(|(e, _)| e));
+                // Objects the plan keeps (prune off, protected kinds) stay in the cluster
+                // and leave the inventory: lockstep no longer manages them.
+                drop(kept);
                 if let Some(w) = ctx.drift_watches.get() {
                     // Our own deletes are not drift.
                     w.forget_objects(&delete);
@@ -823,6 +836,20 @@ async fn run(
                 new_inventory.dedup();
                 if let Some(w) = ctx.drift_watches.get() {
                     w.untrack(key, &new_inventory);
+                }
+                if !report.is_complete() {
+                    // Failed deletes stay in the inventory and are retried with backoff.
+                    let failures: Vec<String> =
+                        report.failed.iter().map(|f| f.message.clone()).collect();
+                    ctx.remember(key, None);
+                    return Err((
+                        Stop::transient(
+                            reason::PRUNE_FAILED,
+                            format!("prune failed: {}", failures.join("; ")),
+                        ),
+                        Some(revision.clone()),
+                        Some(new_inventory),
+                    ));
                 }
             }
             prune::PruneDecision::Refused(refusal) => {
