@@ -401,14 +401,7 @@ pub async fn run_all(
         );
     }
 
-    summary.apps = summarize(
-        &env.handle
-            .applications
-            .state()
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    summary.apps = summarize(&env.handle.applications.state().to_vec());
     summary
         .apps
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

@@ -70,6 +70,11 @@ impl Settings {
     }
 }
 
+/// The cluster's Policies as the controller's watch sees them.
+pub type PolicySource = Box<dyn Fn() -> Vec<ClusterPolicy> + Send + Sync>;
+/// Looks up an Application (namespace, name) in the controller's watch cache.
+pub type ApplicationSource = Box<dyn Fn(&str, &str) -> Option<Arc<Application>> + Send + Sync>;
+
 /// What the last successful apply of an app was, in memory only.
 #[derive(Clone)]
 struct Remembered {
@@ -110,9 +115,9 @@ pub struct Context {
     pub settings: Settings,
     pub events: Events,
     /// The cluster's Policies, as the controller sees them (from a watch).
-    policies: Box<dyn Fn() -> Vec<ClusterPolicy> + Send + Sync>,
+    policies: PolicySource,
     /// Applications as the controller sees them (from a watch), for `dependsOn`.
-    applications: Box<dyn Fn(&str, &str) -> Option<Arc<Application>> + Send + Sync>,
+    applications: ApplicationSource,
     memory: Mutex<HashMap<AppKey, Remembered>>,
     sealing: tokio::sync::Mutex<Sealing>,
     digest_key: ring::hmac::Key,
@@ -125,8 +130,8 @@ impl Context {
         clients: Clients,
         settings: Settings,
         events: Events,
-        policies: Box<dyn Fn() -> Vec<ClusterPolicy> + Send + Sync>,
-        applications: Box<dyn Fn(&str, &str) -> Option<Arc<Application>> + Send + Sync>,
+        policies: PolicySource,
+        applications: ApplicationSource,
     ) -> Result<Context, ring::error::Unspecified> {
         let rng = ring::rand::SystemRandom::new();
         Ok(Context {
