@@ -586,3 +586,112 @@ async fn a_deployment_held_unhealthy_turns_ready_false_with_the_reason() {
     h.request_reconcile(NS, "app").await;
     h.wait_ready(NS, "app", Some(&c1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_commit_is_refused_when_signatures_are_required() {
+    use support::git::{Signer, SshKey};
+    let h = Harness::start().await;
+    let r = TestRepo::new(0);
+    setup(&h, &r).await;
+    let key = SshKey::generate("ed25519");
+    let signer = Signer::Ssh(key.clone());
+    let c1 = r.commit("app/a.yaml", &cm("a", NS, "signed"), Some(&signer));
+    let sdir = tempfile::tempdir().unwrap();
+    let allowed = sdir.path().join("allowed_signers");
+    support::write(&allowed, format!("{}\n", signer.allowed_entry()));
+    lockstep::quickstart::create_secret_from_files(
+        &h.admin,
+        NS,
+        "signers",
+        &[("allowed_signers", &allowed)],
+    )
+    .await
+    .unwrap();
+    let mut s = spec(&r, "app");
+    s["source"]["verify"] = json!({"mode": "HEAD", "secretRef": {"name": "signers"}});
+    h.application(NS, "app", s).await;
+    h.wait_ready(NS, "app", Some(&c1)).await;
+    assert_eq!(
+        h.configmap(NS, "a").await.unwrap().data.unwrap()["value"],
+        "signed"
+    );
+
+    // An unsigned commit on top: refused, nothing of it applied, the last good revision stays.
+    let c2 = r.commit("app/a.yaml", &cm("a", NS, "unsigned"), None);
+    h.request_reconcile(NS, "app").await;
+    let app = h.wait_not_ready(NS, "app", "ArtifactFailed", &c2).await;
+    assert!(
+        ready_message(&app).contains("verification"),
+        "{}",
+        ready_message(&app)
+    );
+    assert!(
+        app.status
+            .unwrap()
+            .last_applied_revision
+            .unwrap()
+            .ends_with(&c1)
+    );
+    assert_eq!(
+        h.configmap(NS, "a").await.unwrap().data.unwrap()["value"],
+        "signed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_stops_applies_and_depends_on_waits_for_ready() {
+    let h = Harness::start().await;
+    let r = TestRepo::new(0);
+    setup(&h, &r).await;
+    let c1 = commit_files(
+        &r,
+        &[
+            ("base/a.yaml", cm("base", NS, "1")),
+            ("top/b.yaml", cm("top", NS, "1")),
+        ],
+        &[],
+    );
+    // `top` depends on `base`, which is suspended from the start: top waits.
+    let mut base = spec(&r, "base");
+    base["suspend"] = json!(true);
+    h.application(NS, "base", base).await;
+    let mut top = spec(&r, "top");
+    top["dependsOn"] = json!([{"name": "base"}]);
+    h.application(NS, "top", top).await;
+    h.wait_not_ready(NS, "top", "DependencyNotReady", "team-a/base")
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        h.configmap(NS, "base").await.is_none(),
+        "a suspended app applied"
+    );
+    assert!(
+        h.configmap(NS, "top").await.is_none(),
+        "a dependant went first"
+    );
+
+    // Resume base: it applies, and top follows without being asked.
+    h.application(NS, "base", spec(&r, "base")).await;
+    h.wait_ready(NS, "base", Some(&c1)).await;
+    h.wait_ready(NS, "top", Some(&c1)).await;
+    assert!(h.configmap(NS, "top").await.is_some());
+
+    // Suspended again, a hand edit stays and a new commit is not applied.
+    let mut base = spec(&r, "base");
+    base["suspend"] = json!(true);
+    h.application(NS, "base", base).await;
+    h.wait_app(NS, "base", Duration::from_secs(20), "suspended", |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.condition("Reconciling"))
+            .is_some_and(|c| c.reason == "Suspended")
+    })
+    .await;
+    commit_files(&r, &[("base/a.yaml", cm("base", NS, "2"))], &[]);
+    h.request_reconcile(NS, "base").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.configmap(NS, "base").await.unwrap().data.unwrap()["value"],
+        "1"
+    );
+}
