@@ -695,3 +695,84 @@ async fn suspend_stops_applies_and_depends_on_waits_for_ready() {
         "1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_annotated_reconcile_disabled_is_left_alone_until_unpaused() {
+    let h = Harness::start().await;
+    let r = TestRepo::new(0);
+    setup(&h, &r).await;
+    let c1 = commit_files(
+        &r,
+        &[
+            ("app/a.yaml", cm("a", NS, "1")),
+            ("app/b.yaml", cm("b", NS, "1")),
+        ],
+        &[],
+    );
+    h.application(NS, "app", spec(&r, "app")).await;
+    h.wait_ready(NS, "app", Some(&c1)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = h.kubeconfig_file(dir.path());
+    let kubectl = |args: &[&str]| {
+        let out = run(std::process::Command::new(tool("kubectl"))
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig));
+        assert_eq!(out.code, 0, "kubectl {args:?}: {}", out.all_text());
+    };
+    kubectl(&[
+        "annotate",
+        "configmap",
+        "a",
+        "-n",
+        NS,
+        "lockstep.dev/reconcile=disabled",
+    ]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kubectl(&[
+        "patch",
+        "configmap",
+        "a",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"value":"by-hand"}}"#,
+    ]);
+    // Paused: neither the hand edit is corrected nor a new commit applied to it.
+    let c2 = commit_files(
+        &r,
+        &[
+            ("app/a.yaml", cm("a", NS, "2")),
+            ("app/b.yaml", cm("b", NS, "2")),
+        ],
+        &[],
+    );
+    h.request_reconcile(NS, "app").await;
+    h.wait_ready(NS, "app", Some(&c2)).await;
+    assert_eq!(
+        h.configmap(NS, "b").await.unwrap().data.unwrap()["value"],
+        "2"
+    );
+    assert_eq!(
+        h.configmap(NS, "a").await.unwrap().data.unwrap()["value"],
+        "by-hand"
+    );
+    // Unpaused: lockstep takes it back.
+    kubectl(&[
+        "annotate",
+        "configmap",
+        "a",
+        "-n",
+        NS,
+        "lockstep.dev/reconcile-",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while h.configmap(NS, "a").await.unwrap().data.unwrap()["value"] != "2" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not taken back after unpausing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

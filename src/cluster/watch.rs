@@ -56,7 +56,13 @@ struct Expected {
 struct State {
     watches: HashMap<WatchKey, tokio::task::JoinHandle<()>>,
     expected: HashMap<ObjectKey, Expected>,
+    /// Live objects annotated `lockstep.dev/reconcile: disabled`.
+    paused: HashSet<ObjectKey>,
 }
+
+/// On a live object (or in its manifest), pauses lockstep's applies and drift
+/// correction of that object until removed.
+pub const RECONCILE_ANNOTATION: &str = "lockstep.dev/reconcile";
 
 /// The drift watches of one controller.
 pub struct DriftWatches {
@@ -166,6 +172,14 @@ impl DriftWatches {
         }
     }
 
+    /// Whether the live object carries `lockstep.dev/reconcile: disabled` (as last seen).
+    pub fn is_paused(&self, entry: &InventoryEntry) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.paused.contains(&object_key(entry)))
+            .unwrap_or(false)
+    }
+
     /// How many watch streams are open (for metrics and tests).
     pub fn open_watches(&self) -> usize {
         self.state
@@ -223,9 +237,26 @@ async fn watch_one(
         let rv = meta.metadata.resource_version.clone().unwrap_or_default();
         let drift = {
             let Ok(mut st) = state.lock() else { return };
+            let paused = !deleted
+                && meta
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(RECONCILE_ANNOTATION))
+                    .is_some_and(|v| v == "disabled");
+            if paused {
+                st.paused.insert(okey.clone());
+            } else {
+                st.paused.remove(&okey);
+            }
             let Some(exp) = st.expected.get_mut(&okey) else {
                 continue;
             };
+            if paused {
+                // Not lockstep's to correct while paused; seen again once unpaused.
+                exp.resource_version = rv;
+                continue;
+            }
             let owner = meta
                 .metadata
                 .annotations

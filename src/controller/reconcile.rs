@@ -29,11 +29,12 @@ use super::verify;
 use crate::cluster::apply::{self, Action, Applied, ApplyMode, ApplyOptions};
 use crate::cluster::client::Clients;
 use crate::cluster::discovery::Discovery;
-use crate::cluster::watch::{Drift, DriftWatches};
+use crate::cluster::watch::{Drift, DriftWatches, RECONCILE_ANNOTATION};
 use crate::cluster::{health, inventory, prune};
 use crate::crypto::age_keys::Identities;
 use crate::policy::cluster::{ClusterPolicy, bound_set, policies_binding};
 use crate::render::{self, RenderOptions, RenderedObject};
+use crate::sops::tree::Node;
 use crate::source::{self, Credentials};
 
 /// An Application's key in the queue and in memory: (namespace, name).
@@ -951,18 +952,36 @@ impl inventory::ApiLookup for DiscoveryLookup<'_> {
     }
 }
 
-/// The objects to apply: all but those with a standing field conflict whose manifest
-/// has not changed since the conflict was seen.
+/// The objects to apply: all but paused ones and those with a standing field conflict
+/// whose manifest has not changed since the conflict was seen.
 fn without_standing_conflicts(
     ctx: &Context,
     key: &AppKey,
     objects: &[RenderedObject],
 ) -> Vec<RenderedObject> {
+    // Paused objects (`lockstep.dev/reconcile: disabled` in Git or on the live object).
+    let objects: Vec<&RenderedObject> = objects
+        .iter()
+        .filter(|obj| {
+            let in_git = obj
+                .doc
+                .get("metadata")
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| a.get(RECONCILE_ANNOTATION))
+                .and_then(Node::as_str)
+                == Some("disabled");
+            let live = ctx
+                .drift_watches
+                .get()
+                .is_some_and(|w| w.is_paused(&inventory::entry_of(obj)));
+            !in_git && !live
+        })
+        .collect();
     let Ok(mut all) = ctx.drifts.lock() else {
-        return objects.to_vec();
+        return objects.into_iter().cloned().collect();
     };
     let Some(mem) = all.get_mut(key) else {
-        return objects.to_vec();
+        return objects.into_iter().cloned().collect();
     };
     let mut out = Vec::with_capacity(objects.len());
     for obj in objects {
