@@ -776,3 +776,22 @@ async fn an_object_annotated_reconcile_disabled_is_left_alone_until_unpaused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_that_did_not_opt_in_says_which_binding_is_missing() {
+    let h = Harness::start().await;
+    let r = TestRepo::new(0);
+    setup(&h, &r).await;
+    // Without its RoleBinding to lockstep-impersonate, the reconciler cannot act there.
+    let rbs: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(h.admin.clone(), NS);
+    rbs.delete("lockstep-impersonate", &Default::default())
+        .await
+        .unwrap();
+    commit_files(&r, &[("app/a.yaml", cm("a", NS, "1"))], &[]);
+    h.application(NS, "app", spec(&r, "app")).await;
+    let app = h
+        .wait_not_ready(NS, "app", "ImpersonationForbidden", "lockstep-impersonate")
+        .await;
+    assert!(ready_message(&app).contains("system:serviceaccount:team-a:deployer"));
+    assert!(h.configmap(NS, "a").await.is_none());
+}

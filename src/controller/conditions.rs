@@ -41,6 +41,9 @@ pub mod reason {
     pub const SERVICE_ACCOUNT_MISSING: &str = "ServiceAccountNameMissing";
     /// A reference points outside the Application's namespace.
     pub const CROSS_NAMESPACE_REFERENCE: &str = "CrossNamespaceReference";
+    /// The reconciler may not impersonate the Application's service account (the
+    /// namespace has no RoleBinding to `lockstep-impersonate`).
+    pub const IMPERSONATION_FORBIDDEN: &str = "ImpersonationForbidden";
 }
 
 /// Condition status values.

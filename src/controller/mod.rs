@@ -12,6 +12,7 @@
 //! - [`run`]: the controller process: watches, queue, drift, status.
 //! - [`events`]: Events about Applications, one per occurrence.
 
+pub mod access;
 pub mod application;
 pub mod conditions;
 pub mod crds;

@@ -458,7 +458,19 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
             finish_status(ctx, &app, &old_status, status, request).await;
             Next::After(valid.interval)
         }
-        Err((stop, revision, partial)) => {
+        Err((mut stop, revision, partial)) => {
+            // A 403 may be the namespace not letting the reconciler act as its account.
+            if stop.message.contains("403") || stop.message.to_lowercase().contains("forbidden") {
+                if let Some(m) = super::access::impersonation_denied(
+                    &ctx.clients.controller(),
+                    &namespace,
+                    &valid.service_account,
+                )
+                .await
+                {
+                    stop = Stop::stalled(reason::IMPERSONATION_FORBIDDEN, m);
+                }
+            }
             if let Some(rev) = &revision {
                 status.last_attempted_revision = Some(rev.clone());
                 // Health is checked only after a full apply: that revision is applied.
