@@ -460,16 +460,15 @@ pub async fn reconcile(app: Arc<Application>, ctx: &Context) -> Next {
         }
         Err((mut stop, revision, partial)) => {
             // A 403 may be the namespace not letting the reconciler act as its account.
-            if stop.message.contains("403") || stop.message.to_lowercase().contains("forbidden") {
-                if let Some(m) = super::access::impersonation_denied(
+            if (stop.message.contains("403") || stop.message.to_lowercase().contains("forbidden"))
+                && let Some(m) = super::access::impersonation_denied(
                     &ctx.clients.controller(),
                     &namespace,
                     &valid.service_account,
                 )
                 .await
-                {
-                    stop = Stop::stalled(reason::IMPERSONATION_FORBIDDEN, m);
-                }
+            {
+                stop = Stop::stalled(reason::IMPERSONATION_FORBIDDEN, m);
             }
             if let Some(rev) = &revision {
                 status.last_attempted_revision = Some(rev.clone());
