@@ -585,6 +585,23 @@ async fn a_deployment_held_unhealthy_turns_ready_false_with_the_reason() {
     h.cluster.set_unhealthy("Deployment", NS, "web", false);
     h.request_reconcile(NS, "app").await;
     h.wait_ready(NS, "app", Some(&c1)).await;
+    // The Deployment's controller writing its status (and its own annotations) is not drift.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = h.events(NS).await;
+    assert!(
+        !events
+            .iter()
+            .any(|(r, _)| r == "DriftCorrected" || r == "FieldConflict"),
+        "{events:?}"
+    );
+    assert!(
+        h.get_app(NS, "app")
+            .await
+            .status
+            .unwrap()
+            .field_conflicts
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

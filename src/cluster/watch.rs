@@ -295,26 +295,37 @@ async fn watch_one(
     }
 }
 
-/// The manager of the newest `managedFields` entry and the fields it owns.
+/// The manager of the newest `managedFields` entry that owns content (not only metadata,
+/// not the status subresource), and the fields it owns. A controller writing status, or
+/// adding its own annotations, changes nothing lockstep applies: that is not drift.
 fn newest_manager(meta: &kube::api::ObjectMeta) -> Option<(String, Vec<String>)> {
     let entries = meta.managed_fields.as_ref()?;
-    let newest = entries
-        .iter()
-        .filter(|e| e.time.is_some())
-        .max_by(|a, b| {
-            a.time
-                .as_ref()
-                .map(|t| &t.0)
-                .cmp(&b.time.as_ref().map(|t| &t.0))
-        })
-        .or_else(|| entries.last())?;
-    let manager = newest.manager.clone()?;
-    let mut fields = Vec::new();
-    if let Some(f) = &newest.fields_v1 {
-        flatten_fields(&f.0, "", &mut fields);
+    let mut best: Option<(
+        &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
+        Vec<String>,
+    )> = None;
+    for e in entries {
+        if e.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
+        let mut fields = Vec::new();
+        if let Some(f) = &e.fields_v1 {
+            flatten_fields(&f.0, "", &mut fields);
+        }
+        if fields.is_empty() && e.manager.as_deref() != Some(FIELD_MANAGER) {
+            continue;
+        }
+        let newer = match &best {
+            None => true,
+            Some((b, _)) => e.time.as_ref().map(|t| &t.0) >= b.time.as_ref().map(|t| &t.0),
+        };
+        if newer {
+            best = Some((e, fields));
+        }
     }
+    let (entry, mut fields) = best?;
     fields.truncate(8);
-    Some((manager, fields))
+    Some((entry.manager.clone()?, fields))
 }
 
 /// `{"f:data": {"f:GREETING": {}}}` -> `.data.GREETING`. Keys of list items (`k:`, `v:`)
@@ -336,7 +347,11 @@ fn flatten_fields(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
         };
         flatten_fields(child, &part, out);
     }
-    if leaf && !prefix.is_empty() && !prefix.starts_with(".metadata") {
+    if leaf
+        && !prefix.is_empty()
+        && !prefix.starts_with(".metadata")
+        && !prefix.starts_with(".status")
+    {
         out.push(prefix.to_owned());
     }
 }
@@ -344,6 +359,41 @@ fn flatten_fields(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_writers_and_annotation_adders_are_not_drift() {
+        let meta: kube::api::ObjectMeta = serde_json::from_value(serde_json::json!({
+            "managedFields": [
+                {"manager": "lockstep", "operation": "Apply", "time": "2026-01-01T00:00:01Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+                 "time": "2026-01-01T00:00:05Z", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:status": {"f:replicas": {}}}},
+                {"manager": "kube-controller-manager", "operation": "Update",
+                 "time": "2026-01-01T00:00:06Z", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}}}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            newest_manager(&meta).map(|(m, _)| m).as_deref(),
+            Some("lockstep")
+        );
+        let mut taken = meta.clone();
+        if let Some(m) = taken.managed_fields.as_mut() {
+            m.push(
+                serde_json::from_value(serde_json::json!({
+                    "manager": "hpa", "operation": "Update", "time": "2026-01-01T00:00:07Z",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}
+                }))
+                .unwrap(),
+            );
+        }
+        assert_eq!(
+            newest_manager(&taken),
+            Some(("hpa".to_owned(), vec![".spec.replicas".to_owned()]))
+        );
+    }
 
     #[test]
     fn managed_fields_flatten_to_paths_without_metadata() {
