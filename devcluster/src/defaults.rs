@@ -788,8 +788,14 @@ mod tests {
             "Secret",
             json!({"data":{"a":"eA==","b":"eA=="},"stringData":{"b":"new","c":"plain"}}),
         );
-        assert!(merged.get("stringData").is_none(), "stringData is never stored");
-        assert_eq!(merged["data"], json!({"a":"eA==","b":"bmV3","c":"cGxhaW4="}));
+        assert!(
+            merged.get("stringData").is_none(),
+            "stringData is never stored"
+        );
+        assert_eq!(
+            merged["data"],
+            json!({"a":"eA==","b":"bmV3","c":"cGxhaW4="})
+        );
         let ns = defaulted("Namespace", json!({"metadata":{"name":"n"}}));
         assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "n");
         let rb = defaulted(
