@@ -481,6 +481,19 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / hz)
 }
 
+/// Open sockets of a process (each watch over HTTP/1.1 holds its own connection).
+fn proc_sockets(pid: u32) -> Option<usize> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        dir.filter_map(Result::ok)
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count(),
+    )
+}
+
 fn scrape(port: u16) -> String {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
@@ -848,6 +861,7 @@ async fn run() {
     let hwm = proc_status_kib(pid, "VmHWM:");
     let rss = proc_status_kib(pid, "VmRSS:");
     let threads = proc_status_kib(pid, "Threads:");
+    let sockets = proc_sockets(pid);
     // SIGTERM, then wait.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
@@ -990,12 +1004,13 @@ async fn run() {
         "{k_note}The unchanged round: every Application annotated `{RECONCILE_REQUESTED_AT}` at once (admin \
          requests not counted), measured until every app recorded it in \
          `status.lastHandledReconcileAt` ({} wall time incl. the annotations), plus 3 s. \
-         RSS after cold sync {}, at the end {}; {} threads. Apps not Ready at the commit at \
+         RSS after cold sync {}, at the end {}; {} threads, {} open sockets. Apps not Ready at the commit at \
          the end: {}.{}\n",
         secs(round_total),
         mib(rss_after_cold),
         mib(rss),
         threads.map(|t| t.to_string()).unwrap_or_default(),
+        sockets.map(|t| t.to_string()).unwrap_or_default(),
         not_ready,
         kubectl
             .as_ref()
