@@ -507,6 +507,18 @@ fn scrape(port: u16) -> String {
         .unwrap_or_default()
 }
 
+/// The controller process, killed if the bench stops early.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -761,20 +773,22 @@ async fn run() {
     let before_cold = counts(&cluster);
     let self_cpu_before = proc_cpu_seconds(std::process::id());
     let cold_started = Instant::now();
-    let mut child = Command::new(&b.bin)
-        .args(["controller", "--namespace", "lockstep-system", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--concurrency")
-        .arg(b.concurrency.to_string())
-        .arg("--cache-dir")
-        .arg(b.tmp.path().join("cache"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("LOCKSTEP_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("controller starts");
-    let pid = child.id();
+    let mut child = Reaped(
+        Command::new(&b.bin)
+            .args(["controller", "--namespace", "lockstep-system", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--concurrency")
+            .arg(b.concurrency.to_string())
+            .arg("--cache-dir")
+            .arg(b.tmp.path().join("cache"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("LOCKSTEP_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("controller starts"),
+    );
+    let pid = child.0.id();
     let cold = wait_all(
         &admin,
         b.apps,
@@ -792,7 +806,7 @@ async fn run() {
     let rss_after_cold = proc_status_kib(pid, "VmRSS:");
     let cold = cold.map(|_| cold_started.elapsed());
     let Some(cold) = cold else {
-        let _ = child.kill();
+        let _ = child.0.kill();
         let tail = std::fs::read_to_string(b.tmp.path().join("controller.log")).unwrap_or_default();
         let lines: Vec<&str> = tail.lines().collect();
         for l in &lines[lines.len().saturating_sub(20)..] {
@@ -871,7 +885,7 @@ async fn run() {
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
     }
-    let _ = child.wait();
+    let _ = child.0.wait();
     progress(format!("unchanged round: {}", secs(round)));
 
     let kubectl = if b.kubectl_apps > 0 {
