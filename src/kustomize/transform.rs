@@ -411,9 +411,9 @@ fn smp_apply(
     if patch.get("$patch").and_then(Value::as_str) == Some("delete") {
         return Ok(false);
     }
-    let schema = devcluster::ssa::builtin_schema(r.group(), r.kind());
+    let schema = objmerge::schema::builtin_schema(r.group(), r.kind());
     let out =
-        devcluster::patch::strategic_merge_patch(&r.obj, patch, schema.as_ref()).map_err(|e| {
+        objmerge::patch::strategic_merge_patch(&r.obj, patch, schema.as_ref()).map_err(|e| {
             kerr(
                 kfile,
                 Some(field),
@@ -435,7 +435,7 @@ fn json6902(
     field: &str,
 ) -> Result<(), KustomizeError> {
     let limit = b.opts.limits.max_total_bytes.min(8 * 1024 * 1024);
-    let out = devcluster::patch::json_patch_limited(&r.obj, ops, limit).map_err(|e| {
+    let out = objmerge::patch::json_patch_limited(&r.obj, ops, limit).map_err(|e| {
         kerr(
             kfile,
             Some(field),
@@ -992,7 +992,12 @@ pub(super) fn legacy_sort(rs: &mut [Res]) {
         let ka = (kind_rank(a.kind()), gvk_string(a));
         let kb = (kind_rank(b.kind()), gvk_string(b));
         ka.cmp(&kb)
-            .then_with(|| a.namespace().unwrap_or("").cmp(b.namespace().unwrap_or("")))
+            // kustomize writes an empty namespace as "~X" in ids, so it sorts last.
+            .then_with(|| {
+                a.namespace()
+                    .unwrap_or("~X")
+                    .cmp(b.namespace().unwrap_or("~X"))
+            })
             .then_with(|| a.name().cmp(b.name()))
     });
 }
