@@ -346,7 +346,8 @@ fn generate_one(
                 o.insert("immutable".into(), Value::Bool(true));
             }
             old.generated_secret |= secret;
-            old.needs_hash = !no_hash && (old.needs_hash || old.generated);
+            // As kustomize: once either side disables the suffix, it stays off.
+            old.needs_hash = old.needs_hash && !no_hash;
             old.generated = true;
             Ok(())
         }

@@ -152,6 +152,7 @@ struct Renamed {
 
 /// Rewrites every reference to a renamed object.
 pub(super) fn fix_references(rs: &mut [Res]) {
+    fix_subjects(rs);
     let renamed: Vec<Renamed> = rs
         .iter()
         .filter(|r| !r.prev_names.is_empty())
@@ -309,5 +310,66 @@ fn rewrite(
             }
         }
         _ => {}
+    }
+}
+
+/// RBAC subjects naming a ServiceAccount follow it: to its new name and, when it moved, to
+/// its new namespace (the subject's namespace, or the binding's, names where it was).
+fn fix_subjects(rs: &mut [Res]) {
+    type Sa = (Vec<String>, Vec<Option<String>>, String, Option<String>);
+    let sas: Vec<Sa> = rs
+        .iter()
+        .filter(|r| r.group().is_empty() && r.kind() == "ServiceAccount")
+        .map(|r| {
+            let mut names = r.prev_names.clone();
+            names.push(r.name().to_owned());
+            let mut nss = r.prev_namespaces.clone();
+            nss.push(r.namespace().map(str::to_owned));
+            (
+                names,
+                nss,
+                r.name().to_owned(),
+                r.namespace().map(str::to_owned),
+            )
+        })
+        .collect();
+    if sas.is_empty() {
+        return;
+    }
+    for r in rs.iter_mut() {
+        if r.group() != "rbac.authorization.k8s.io"
+            || !matches!(r.kind(), "RoleBinding" | "ClusterRoleBinding")
+        {
+            continue;
+        }
+        let rns = r.namespace().map(str::to_owned);
+        let Some(Value::Array(subjects)) = r.obj.get_mut("subjects") else {
+            continue;
+        };
+        for s in subjects.iter_mut() {
+            let Value::Object(s) = s else { continue };
+            if s.get("kind").and_then(Value::as_str) != Some("ServiceAccount") {
+                continue;
+            }
+            let name = s
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let sns = s
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| rns.clone());
+            let found = sas.iter().find(|(names, nss, cur, cur_ns)| {
+                (cur == &name && cur_ns == &sns) || (names.contains(&name) && nss.contains(&sns))
+            });
+            if let Some((_, _, cur, cur_ns)) = found {
+                s.insert("name".into(), Value::String(cur.clone()));
+                if let Some(ns) = cur_ns {
+                    s.insert("namespace".into(), Value::String(ns.clone()));
+                }
+            }
+        }
     }
 }
