@@ -147,3 +147,38 @@ fn refused_features_name_the_kustomization_and_field() {
         assert!(out.stdout.is_empty(), "{name}: printed a partial result");
     }
 }
+
+#[test]
+fn check_reports_a_kustomization_that_does_not_build_and_accepts_one_that_does() {
+    let sb = Sandbox::new();
+    sb.write(".git/HEAD", "ref: refs/heads/main\n");
+    sb.write(
+        "good/kustomization.yaml",
+        "resources: [cm.yaml]\npatches:\n- path: p.yaml\n  target: {kind: ConfigMap}\n",
+    );
+    sb.write(
+        "good/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n",
+    );
+    sb.write("good/p.yaml", "- op: add\n  path: /data/x\n  value: y\n");
+    run(&mut sb.lockstep(["check", s(&sb.path("good"))])).ok();
+    sb.write(
+        "bad/kustomization.yaml",
+        "resources: [cm.yaml]\npatches:\n- path: p.yaml\n",
+    );
+    sb.write(
+        "bad/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
+    sb.write("bad/p.yaml", "- op: remove\n  path: /data/nothing\n");
+    let out = run(&mut sb.lockstep(["check", s(&sb.path("bad"))])).fails_with(1);
+    let text = out.all_text();
+    assert!(
+        text.contains("kustomization.yaml:1: does not build"),
+        "{text}"
+    );
+    assert!(
+        text.contains("patches[0]"),
+        "the finding names no field: {text}"
+    );
+}

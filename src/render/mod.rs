@@ -11,6 +11,7 @@ use crate::sops::tree::{MapItem, Node, Scalar};
 use crate::sops::{self, DecryptOptions};
 
 mod kustomize_render;
+pub use kustomize_render::work_tree_of;
 
 /// Bounds on untrusted input.
 #[derive(Debug, Clone, Copy)]
