@@ -117,6 +117,13 @@ fn refused_features_name_the_kustomization_and_field() {
         ("helm", "helmCharts: [{name: x}]\n", "helmCharts"),
         ("exec", "generators: [plugin.yaml]\n", "generators"),
         ("krm", "transformers: [fn.yaml]\n", "transformers"),
+        ("validators", "validators: [v.yaml]\n", "validators"),
+        (
+            "component-remote",
+            "components: [https://example.com/c]\n",
+            "components",
+        ),
+        ("crds", "crds: [crd.yaml]\n", "crds"),
         ("escape", "resources: [../outside.yaml]\n", "resources"),
         ("cycle", "resources: [../cycle2]\n", "resources"),
         ("cycle2", "resources: [../cycle]\n", "resources"),

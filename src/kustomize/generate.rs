@@ -410,7 +410,7 @@ pub(super) fn add_hashes(rs: &mut [Res], secrets: &SecretTable) {
 
 /// kustomize's hash: SHA-256 of Go's JSON encoding of {kind, name: "", data, ...} (keys
 /// sorted), the first ten hex digits with vowel-like digits swapped out.
-pub fn content_hash(obj: &Value, secrets: &SecretTable) -> String {
+pub(crate) fn content_hash(obj: &Value, secrets: &SecretTable) -> String {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let mut out = Zeroizing::new(String::new());
     out.push('{');

@@ -429,8 +429,6 @@ const KNOWN_FIELDS: &[&str] = &[
     "configMapGenerator",
     "secretGenerator",
     "generatorOptions",
-    "crds",
-    "buildMetadata",
     "sortOptions",
 ];
 
@@ -463,6 +461,11 @@ const REFUSED_FIELDS: &[(&str, &str)] = &[
     ),
     ("replacements", "replacements are not supported yet"),
     ("openapi", "custom OpenAPI schemas are not supported"),
+    (
+        "crds",
+        "CRD files for name references are not supported yet; custom kinds keep their references as written",
+    ),
+    ("buildMetadata", "buildMetadata is not supported yet"),
     (
         "configurations",
         "custom transformer configurations are not supported",
@@ -934,4 +937,70 @@ pub fn referenced_dirs(k: &Map<String, Value>) -> HashSet<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn content_hash_matches_kustomize() {
+        // Values printed by kustomize v5.8.1 for these objects (any name: it is not hashed).
+        let t = SecretTable::new();
+        let cm = json!({"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"A": "1", "B": "<x&y>"}});
+        assert_eq!(generate::content_hash(&cm, &t), "kh7f5d858d");
+        let sec = json!({"kind": "Secret", "type": "Opaque", "data": {"P": "cHc="}});
+        assert_eq!(generate::content_hash(&sec, &t), "9bf7ght95b");
+    }
+
+    #[test]
+    fn placeholders_only_resolve_with_this_builds_nonce() {
+        let mut t = SecretTable::new();
+        let p = t.put(Zeroizing::new("c2VjcmV0".into()));
+        assert_eq!(t.lookup(&p), Some("c2VjcmV0"));
+        let other = SecretTable::new();
+        assert_eq!(other.lookup(&p), None);
+        assert_eq!(t.lookup("\u{0}lockstep-secret:00:0"), None);
+    }
+
+    #[test]
+    fn object_and_kustomization_limits_hold() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = tmp.path();
+        let mut many = String::new();
+        for i in 0..30 {
+            many += &format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n");
+        }
+        std::fs::write(d.join("r.yaml"), many).expect("write");
+        std::fs::write(d.join("kustomization.yaml"), "resources: [r.yaml]\n").expect("write");
+        let limits = BuildLimits {
+            max_objects: 10,
+            ..BuildLimits::default()
+        };
+        let e = build(
+            d,
+            &BuildOptions {
+                root: d,
+                limits,
+                sops: None,
+            },
+        )
+        .expect_err("over the limit");
+        assert!(e.message.contains("more than 10 objects"), "{e}");
+        let limits = BuildLimits {
+            max_total_bytes: 500,
+            ..BuildLimits::default()
+        };
+        let e = build(
+            d,
+            &BuildOptions {
+                root: d,
+                limits,
+                sops: None,
+            },
+        )
+        .expect_err("over the bytes");
+        assert!(e.message.contains("500 bytes"), "{e}");
+    }
 }
