@@ -380,6 +380,7 @@ fn read_input(
     field: &str,
 ) -> Result<Zeroizing<Vec<u8>>, KustomizeError> {
     let (real, bytes) = b.read_restricted(dir, name, kfile, field)?;
+    b.charge(bytes.len(), kfile, field)?;
     let format = crate::sops::Format::for_path(&real);
     if crate::sops::load_encrypted(&bytes, format).is_ok() {
         let Some(opener) = b.opts.sops else {

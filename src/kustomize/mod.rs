@@ -214,6 +214,7 @@ pub fn build(dir: &Path, opts: &BuildOptions<'_>) -> Result<Built, KustomizeErro
         visited: 0,
         sops_files: Vec::new(),
         secrets: SecretTable::new(),
+        spent: std::cell::Cell::new(0),
     };
     let dir_real = b.resolve_dir(dir, dir, None)?;
     let mut rs = b.build_dir(&dir_real)?;
@@ -405,6 +406,33 @@ struct Builder<'a> {
     visited: usize,
     sops_files: Vec<SopsFile>,
     secrets: SecretTable,
+    /// Bytes produced by patches and generators so far: bounded (four times the output
+    /// limit), so many targets or many generator files cannot exhaust memory before the
+    /// final size check.
+    spent: std::cell::Cell<usize>,
+}
+
+impl Builder<'_> {
+    pub(crate) fn charge(
+        &self,
+        bytes: usize,
+        kfile: &Path,
+        field: &str,
+    ) -> Result<(), KustomizeError> {
+        let total = self.spent.get().saturating_add(bytes);
+        self.spent.set(total);
+        if total > self.opts.limits.max_total_bytes.saturating_mul(4) {
+            return Err(kerr(
+                kfile,
+                Some(field),
+                format!(
+                    "the build produces more than {} bytes in patches and generators",
+                    self.opts.limits.max_total_bytes.saturating_mul(4)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The fields of a kustomization that lockstep builds.
@@ -1002,5 +1030,29 @@ mod tests {
         )
         .expect_err("over the bytes");
         assert!(e.message.contains("500 bytes"), "{e}");
+        // One patch over many targets is charged per target.
+        std::fs::write(
+            d.join("kustomization.yaml"),
+            format!(
+                "resources: [r.yaml]\npatches:\n- target: {{kind: ConfigMap}}\n  patch: |-\n    - op: add\n      path: /data\n      value: {{big: \"{}\"}}\n",
+                "x".repeat(2000)
+            ),
+        )
+        .expect("write");
+        let limits = BuildLimits {
+            max_total_bytes: 10_000,
+            ..BuildLimits::default()
+        };
+        let e = build(
+            d,
+            &BuildOptions {
+                root: d,
+                limits,
+                sops: None,
+            },
+        )
+        .expect_err("over the budget");
+        assert!(e.message.contains("in patches and generators"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("patches[0]"));
     }
 }

@@ -420,9 +420,11 @@ fn smp_apply(
                 format!("{} {:?}: {}", r.kind(), r.name(), e.message()),
             )
         })?;
-    if super::json_size(&out) > b.opts.limits.max_total_bytes {
+    let size = super::json_size(&out);
+    if size > b.opts.limits.max_total_bytes {
         return Err(kerr(kfile, Some(field), "the patch result is too large"));
     }
+    b.charge(size, kfile, field)?;
     r.obj = out;
     Ok(true)
 }
@@ -442,9 +444,11 @@ fn json6902(
             format!("{} {:?}: {}", r.kind(), r.name(), e.message()),
         )
     })?;
-    if super::json_size(&out) > b.opts.limits.max_total_bytes {
+    let size = super::json_size(&out);
+    if size > b.opts.limits.max_total_bytes {
         return Err(kerr(kfile, Some(field), "the patch result is too large"));
     }
+    b.charge(size, kfile, field)?;
     let old_name = r.name().to_owned();
     r.obj = out;
     // A JSON patch may rename: keep the history so references still follow.
