@@ -247,6 +247,59 @@ pub fn check_file(
     findings
 }
 
+/// Checks that the kustomization in `dir` builds (bases within the enclosing Git work
+/// tree); returns the findings and the patch files it reads, which are not manifests of
+/// their own and so are not checked file by file.
+pub fn check_kustomization(dir: &Path) -> (Vec<Finding>, Vec<std::path::PathBuf>) {
+    use crate::kustomize;
+    let Some(kfile) = kustomize::kustomization_file(dir) else {
+        return (vec![], vec![]);
+    };
+    let mut patch_files = Vec::new();
+    if let Ok(bytes) = std::fs::read(&kfile)
+        && let Ok(k) = kustomize::parse_kustomization(&bytes)
+    {
+        for field in ["patches", "patchesJson6902"] {
+            if let Some(serde_json::Value::Array(list)) = k.get(field) {
+                for p in list {
+                    if let Some(path) = p.get("path").and_then(serde_json::Value::as_str) {
+                        patch_files.push(dir.join(path));
+                    }
+                }
+            }
+        }
+        if let Some(serde_json::Value::Array(list)) = k.get("patchesStrategicMerge") {
+            for p in list.iter().filter_map(serde_json::Value::as_str) {
+                if !p.contains('\n') {
+                    patch_files.push(dir.join(p));
+                }
+            }
+        }
+    }
+    /// Encrypted generator inputs are passed through: `check` tests the build, not keys.
+    struct PassThrough;
+    impl kustomize::SopsOpener for PassThrough {
+        fn open(&self, _: &Path, bytes: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+            Ok(zeroize::Zeroizing::new(bytes.to_vec()))
+        }
+    }
+    let root = crate::render::work_tree_of(dir);
+    let opts = kustomize::BuildOptions {
+        root: &root,
+        limits: kustomize::BuildLimits::default(),
+        sops: Some(&PassThrough),
+    };
+    let findings = match kustomize::build(dir, &opts) {
+        Ok(_) => vec![],
+        Err(e) => vec![Finding {
+            file: kfile.clone(),
+            line: 1,
+            message: format!("does not build: {e}"),
+        }],
+    };
+    (findings, patch_files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

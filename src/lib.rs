@@ -7,6 +7,7 @@ pub mod check;
 pub mod cluster;
 pub mod controller;
 pub mod crypto;
+pub mod kustomize;
 pub mod manifest;
 pub mod policy;
 pub mod quickstart;

@@ -28,11 +28,26 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
     let files = lockstep::manifest::manifest_files(&a.paths)
         .map_err(|e| CliError::new(2, e.to_string()))?;
     let mut findings: Vec<Finding> = Vec::new();
+    // Kustomizations must build; the patch files they read are checked by that build.
+    let mut patch_files = Vec::new();
+    for f in &files {
+        if f.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| lockstep::kustomize::KUSTOMIZATION_FILES.contains(&n))
+            && let Some(dir) = f.parent()
+        {
+            let (found, patches) = check::check_kustomization(dir);
+            findings.extend(found);
+            patch_files.extend(patches.iter().filter_map(|p| p.canonicalize().ok()));
+        }
+    }
     // With a .sops.yaml, SOPS files whose recipients differ from their rule are findings.
     let sops_config = common::load_config(ctx).ok().flatten();
     for f in &files {
         let policy_files: Vec<&Path> = policies.policies.iter().map(|p| p.file.as_path()).collect();
-        if policy_files.contains(&f.as_path()) {
+        if policy_files.contains(&f.as_path())
+            || f.canonicalize().is_ok_and(|c| patch_files.contains(&c))
+        {
             continue;
         }
         match std::fs::read(f) {

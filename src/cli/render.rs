@@ -26,6 +26,10 @@ pub struct Args {
     /// Destination namespace for objects that name none.
     #[arg(long, short = 'n', value_name = "NS")]
     namespace: Option<String>,
+    /// For a kustomization: the directory its bases must stay inside (default: the Git
+    /// work tree that holds DIR).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
     /// Print Secret values instead of redacting them.
     #[arg(long)]
     reveal: bool,
@@ -47,8 +51,11 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
         vault: &NoVault,
         limits: Limits::default(),
     };
-    let objects = render::render_dir(&a.dir, &opts)
-        .map_err(|e| CliError::new(1, format!("{}: {e}", a.dir.display())))?;
+    let objects = match &a.root {
+        Some(root) => render::render_app(root, &a.dir, &opts),
+        None => render::render_dir(&a.dir, &opts),
+    }
+    .map_err(|e| CliError::new(1, format!("{}: {e}", a.dir.display())))?;
     let violations: Vec<String> = objects
         .iter()
         .flat_map(|o| policies.check(&o.subject()))

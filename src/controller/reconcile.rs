@@ -669,7 +669,7 @@ async fn run(
     };
     let render_checkout = checkout.clone();
     let rendered = tokio::task::spawn_blocking(move || {
-        let _keep = render_checkout;
+        let keep = render_checkout;
         if !root.is_dir() {
             return Err(format!(
                 "path {path_label:?} is not a directory in the revision"
@@ -682,7 +682,8 @@ async fn run(
             vault: &render::NoVault,
             limits: render::Limits::default(),
         };
-        render::render_dir(&root, &opts).map_err(|e| format!("{path_label}/{e}"))
+        // A kustomization's bases may live anywhere in the checkout, never outside it.
+        render::render_app(&keep.dir, &root, &opts).map_err(|e| format!("{path_label}/{e}"))
     })
     .await
     .map_err(|e| with_rev(Stop::failed(reason::BUILD_FAILED, e.to_string())))?

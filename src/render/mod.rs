@@ -10,6 +10,9 @@ use crate::sealed::{self, Scope};
 use crate::sops::tree::{MapItem, Node, Scalar};
 use crate::sops::{self, DecryptOptions};
 
+mod kustomize_render;
+pub use kustomize_render::work_tree_of;
+
 /// Bounds on untrusted input.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -212,11 +215,30 @@ fn walk(
     Ok(())
 }
 
-/// Renders every manifest under `root`.
+/// Renders an application directory inside `checkout`: a directory holding a
+/// kustomization is built as kustomize builds it (bases anywhere inside `checkout`);
+/// anything else is rendered file by file.
+pub fn render_app(
+    checkout: &Path,
+    dir: &Path,
+    opts: &RenderOptions<'_>,
+) -> Result<Vec<RenderedObject>, RenderError> {
+    if crate::kustomize::kustomization_file(dir).is_some() {
+        return kustomize_render::render(checkout, dir, opts);
+    }
+    render_dir(dir, opts)
+}
+
+/// Renders every manifest under `root` (or, when `root` holds a kustomization, its build,
+/// with the enclosing Git work tree as the limit for bases).
 pub fn render_dir(
     root: &Path,
     opts: &RenderOptions<'_>,
 ) -> Result<Vec<RenderedObject>, RenderError> {
+    if crate::kustomize::kustomization_file(root).is_some() {
+        let checkout = kustomize_render::work_tree_of(root);
+        return kustomize_render::render(&checkout, root, opts);
+    }
     let mut out = Vec::new();
     let files = manifest_files(root, opts.limits).map_err(|mut e| {
         // Name files relative to the rendered directory, like every other error here.
@@ -305,7 +327,7 @@ fn set_namespace(doc: &mut Node, ns: &str) {
     }
 }
 
-fn render_doc(
+pub(crate) fn render_doc(
     mut doc: Node,
     origin: Origin,
     from_sops: bool,
