@@ -15,3 +15,4 @@ pub mod sealed;
 pub mod server;
 pub mod sops;
 pub mod source;
+pub mod vault;
