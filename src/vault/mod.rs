@@ -337,16 +337,21 @@ fn matches_prefix(path: &str, prefix: &str) -> bool {
     path.starts_with(prefix)
 }
 
+/// True when `path` (as written in a reference) falls under one of `prefixes`, as written
+/// or in its KV v2 API form (`mount/data/...`).
+pub fn path_allowed(path: &str, prefixes: &[String]) -> bool {
+    let v2 = v2_api_form(path);
+    prefixes
+        .iter()
+        .any(|p| matches_prefix(path, p) || v2.as_deref().is_some_and(|v| matches_prefix(v, p)))
+}
+
 impl AppResolver {
     /// Every policy with `vaultPaths` must allow the path, as written or in its KV v2
     /// API form. Runs before any Vault call.
     pub fn check_policy(&self, path: &str) -> Result<(), VaultError> {
-        let v2 = v2_api_form(path);
         for (policy, prefixes) in &self.rules {
-            let ok = prefixes.iter().any(|p| {
-                matches_prefix(path, p) || v2.as_deref().is_some_and(|v| matches_prefix(v, p))
-            });
-            if !ok {
+            if !path_allowed(path, prefixes) {
                 return Err(VaultError::Policy {
                     path: path.to_owned(),
                     policy: policy.clone(),
