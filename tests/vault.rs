@@ -265,3 +265,95 @@ fn a_revoked_or_unknown_token_is_denied_and_budget_stops_a_storm() {
     assert!(err[3].contains("budget"), "{err:?}");
     let _ = vault::DEFAULT_TIMEOUT;
 }
+
+/// The scale goal, counted in OpenBao's audit log: 100 apps (10 tenants of 10 apps) with
+/// 10 references each over 5 distinct paths, AppRole auth, two rounds (cold, warm).
+#[test]
+fn hundred_apps_ten_refs_one_login_per_tenant_one_read_per_path() {
+    let bao = OpenBao::start();
+    bao.run(&["auth", "enable", "approle"]);
+    bao.policy(
+        "apps",
+        "path \"secret/data/apps/*\" { capabilities = [\"read\"] }\n",
+    );
+    bao.run(&[
+        "write",
+        "auth/approle/role/apps",
+        "token_policies=apps",
+        "token_ttl=1h",
+    ]);
+    for p in 0..5 {
+        bao.run(&[
+            "kv",
+            "put",
+            "-mount=secret",
+            &format!("apps/p{p}"),
+            "a=1",
+            "b=2",
+        ]);
+    }
+    let role_id = bao.run(&["read", "-field=role_id", "auth/approle/role/apps/role-id"]);
+    let secret_id = bao.run(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/apps/secret-id",
+    ]);
+    let auth = Auth::AppRole {
+        mount: "approle".into(),
+        role_id: Secret::new(role_id.trim().into()),
+        secret_id: Secret::new(secret_id.trim().into()),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let v = Vault::default();
+    let count = |op_path: &str| bao.audited(|p| p == op_path);
+    let reads = || {
+        (0..5)
+            .map(|p| {
+                support::openbao::audited_reads(
+                    &bao.audit_path(),
+                    &format!("secret/data/apps/p{p}"),
+                )
+            })
+            .sum::<usize>()
+    };
+    let mut rows = Vec::new();
+    for round in ["cold", "warm"] {
+        let (l0, r0, m0) = (
+            count("auth/approle/login"),
+            reads(),
+            v.counters().mount_lookups,
+        );
+        let started = std::time::Instant::now();
+        for app in 0..100 {
+            let (v, ep, auth) = (v.clone(), endpoint(&bao), auth.clone());
+            blocking(&rt, move |h| {
+                let r = v.resolver(
+                    h,
+                    ep,
+                    auth,
+                    format!("t{}/app{app}", app / 10),
+                    format!("t{}/deployer", app / 10),
+                    vec![],
+                );
+                for i in 0..10 {
+                    let key = if i % 2 == 0 { "a" } else { "b" };
+                    r.resolve(&format!("secret/apps/p{}", i / 2), key).unwrap();
+                }
+            });
+        }
+        let (logins, rds) = (count("auth/approle/login") - l0, reads() - r0);
+        let lookups = v.counters().mount_lookups - m0;
+        eprintln!(
+            "{round}: 100 apps x 10 refs: {logins} logins, {rds} reads, {lookups} mount lookups, {:?}",
+            started.elapsed()
+        );
+        rows.push((logins, rds, lookups));
+    }
+    assert_eq!(
+        rows[0],
+        (10, 500, 1),
+        "cold: one login per tenant, one read per path per app"
+    );
+    assert_eq!(rows[1], (0, 500, 0), "warm: cached tokens and mounts");
+}
