@@ -16,3 +16,4 @@ pub mod sealed;
 pub mod server;
 pub mod sops;
 pub mod source;
+pub mod vault;

@@ -124,6 +124,8 @@ pub struct Context {
     digest_key: ring::hmac::Key,
     drift_watches: std::sync::OnceLock<Arc<DriftWatches>>,
     drifts: Mutex<HashMap<AppKey, DriftMemory>>,
+    /// Vault tokens, mount versions and call budgets, shared by every reconcile.
+    vault: crate::vault::Vault,
 }
 
 impl Context {
@@ -150,6 +152,7 @@ impl Context {
             digest_key: ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)?,
             drift_watches: std::sync::OnceLock::new(),
             drifts: Mutex::new(HashMap::new()),
+            vault: crate::vault::Vault::default(),
         })
     }
 
@@ -667,6 +670,14 @@ async fn run(
     } else {
         valid.path.clone()
     };
+    let resolver = match &valid.vault {
+        None => None,
+        Some(v) => Some(
+            vault_resolver(ctx, &as_app, valid, v, &policy_set)
+                .await
+                .map_err(&with_rev)?,
+        ),
+    };
     let render_checkout = checkout.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         let keep = render_checkout;
@@ -679,10 +690,14 @@ async fn run(
             sops_identities: &sops_ids,
             sealing_identities: &sealing_ids,
             destination_namespace: Some(&destination),
-            vault: &render::NoVault,
+            vault: match &resolver {
+                Some(r) => r,
+                None => &render::NoVault,
+            },
             limits: render::Limits::default(),
         };
         // A kustomization's bases may live anywhere in the checkout, never outside it.
+        // The resolver (and every value it read) is dropped with this closure.
         render::render_app(&keep.dir, &root, &opts).map_err(|e| format!("{path_label}/{e}"))
     })
     .await
@@ -1085,6 +1100,125 @@ fn apply_stop(e: &apply::ApplyError) -> Stop {
     } else {
         Stop::failed(reason::FAILED, message)
     }
+}
+
+/// The Vault resolver of one reconcile: credentials read from the app's Secrets as the
+/// app; for Kubernetes auth, a short-lived token of the app's own service account,
+/// requested as the app only when a login is due.
+async fn vault_resolver(
+    ctx: &Context,
+    as_app: &kube::Client,
+    valid: &ValidSpec,
+    v: &crate::controller::validate::VaultSettings,
+    policy_set: &crate::policy::PolicySet,
+) -> Result<crate::vault::AppResolver, Stop> {
+    use crate::controller::validate::VaultLogin;
+    use crate::vault::{Auth, Endpoint, Secret as VSecret};
+    let text = |data: &BTreeMap<String, Vec<u8>>, key: &str, field: &str| {
+        data.get(key)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(|s| VSecret::new(s.trim().to_owned()))
+            .filter(|s| !s.expose().is_empty())
+            .ok_or_else(|| {
+                Stop::stalled(
+                    reason::BUILD_FAILED,
+                    format!("{field}: key {key:?} is missing or empty"),
+                )
+            })
+    };
+    let ca_pem = match &v.ca_secret {
+        None => None,
+        Some(secret) => {
+            let data = read_secret(as_app, valid, secret, "spec.vault.caSecretRef").await?;
+            Some(data.get("ca.crt").cloned().ok_or_else(|| {
+                Stop::stalled(
+                    reason::BUILD_FAILED,
+                    "spec.vault.caSecretRef: key \"ca.crt\" is missing",
+                )
+            })?)
+        }
+    };
+    let auth = match &v.login {
+        VaultLogin::Token { secret } => {
+            let field = "spec.vault.auth.tokenSecretRef";
+            let data = read_secret(as_app, valid, secret, field).await?;
+            Auth::Token(text(&data, "token", field)?)
+        }
+        VaultLogin::AppRole {
+            role_id,
+            secret,
+            mount,
+        } => {
+            let field = "spec.vault.auth.appRole.secretRef";
+            let data = read_secret(as_app, valid, secret, field).await?;
+            let role_id = match role_id {
+                Some(r) => VSecret::new(r.clone()),
+                None => text(&data, "roleId", field)?,
+            };
+            Auth::AppRole {
+                mount: mount.clone(),
+                role_id,
+                secret_id: text(&data, "secretId", field)?,
+            }
+        }
+        VaultLogin::Kubernetes { role, mount } => {
+            let client = as_app.clone();
+            let ns = valid.namespace.clone();
+            let sa = valid
+                .service_account
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let audience = v.address.clone();
+            let jwt: crate::vault::JwtSource = Arc::new(move || {
+                let (client, ns, sa, audience) =
+                    (client.clone(), ns.clone(), sa.clone(), audience.clone());
+                Box::pin(async move {
+                    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+                    use k8s_openapi::api::core::v1::ServiceAccount;
+                    let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
+                    let req = TokenRequest {
+                        spec: Some(TokenRequestSpec {
+                            audiences: Some(vec![audience]),
+                            expiration_seconds: Some(600),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    let resp = api
+                        .create_token_request(&sa, &Default::default(), &req)
+                        .await
+                        .map_err(|e| {
+                            format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e))
+                        })?;
+                    resp.status
+                        .and_then(|s| s.token)
+                        .filter(|t| !t.is_empty())
+                        .map(VSecret::new)
+                        .ok_or_else(|| format!("TokenRequest for {ns}/{sa}: no token returned"))
+                })
+            });
+            Auth::Kubernetes {
+                mount: mount.clone(),
+                role: role.clone(),
+                jwt,
+            }
+        }
+    };
+    Ok(ctx.vault.resolver(
+        tokio::runtime::Handle::current(),
+        Endpoint {
+            address: v.address.clone(),
+            namespace: v.vault_namespace.clone(),
+            ca_pem,
+            timeout: crate::vault::DEFAULT_TIMEOUT,
+        },
+        auth,
+        format!("{}/{}", valid.namespace, valid.name),
+        valid.service_account.clone(),
+        crate::vault::rules_of(policy_set),
+    ))
 }
 
 /// Reads a Secret of the Application's namespace as the Application's service account.

@@ -471,7 +471,7 @@ impl Policy {
         }
         if let Some(prefixes) = &self.vault_paths {
             for p in &obj.vault_paths {
-                if !prefixes.iter().any(|pre| p.starts_with(pre.as_str())) {
+                if !crate::vault::path_allowed(p, prefixes) {
                     deny(
                         "vaultPaths",
                         format!("Vault path {p:?} is outside the allowed prefixes {prefixes:?}"),

@@ -433,16 +433,18 @@ fn resolve_vault_refs(
             let MapItem::Entry(key, Node::Scalar(Scalar::Str(text))) = v else {
                 continue;
             };
-            let Some((path, vkey)) = parse_vault_ref(text.as_str()) else {
+            let Some(parsed) = crate::vault::parse_reference(text.as_str()) else {
                 continue;
             };
-            paths.push(path.to_owned());
-            let value = vault.resolve(path, vkey).map_err(|m| RenderError {
+            let err = |m: String| RenderError {
                 file: origin.file.clone(),
                 object: Some(format!("document {}", origin.document)),
                 key: Some(format!("key path {field}.{key}")),
                 message: m,
-            })?;
+            };
+            let r = parsed.map_err(err)?;
+            paths.push(r.path.clone());
+            let value = vault.resolve(&r.path, &r.key).map_err(err)?;
             let new = if is_data {
                 base64::engine::general_purpose::STANDARD.encode(value.expose())
             } else {

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod git;
+pub mod openbao;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
