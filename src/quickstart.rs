@@ -451,7 +451,9 @@ async fn admin_client(cluster: &devcluster::DevCluster) -> Result<kube::Client, 
     kube::Client::try_from(config).map_err(fail)
 }
 
-async fn config_with_token(
+/// A kube config for `cluster` that authenticates with `token` (admin or a service
+/// account's), trusting the cluster's CA.
+pub async fn config_with_token(
     cluster: &devcluster::DevCluster,
     token: &str,
 ) -> Result<kube::Config, QuickstartError> {

@@ -196,18 +196,8 @@ async fn a_kubectl_edit_is_corrected_with_one_event() {
         .env("KUBE_EDITOR", &editor));
     assert_eq!(out.code, 0, "kubectl edit: {}", out.all_text());
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = h.configmap(NS, "a").await.unwrap().data.unwrap()["value"].clone();
-        if v == "from-git" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the edit was not corrected: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    h.wait_configmap_value(NS, "a", "from-git", "the edit was not corrected")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let events = h.events(NS).await;
     let drift: Vec<_> = events
@@ -247,11 +237,7 @@ async fn a_manager_that_keeps_taking_a_field_is_reported_not_fought() {
     };
     take("5").await;
     // Taken back once.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while h.configmap(NS, "a").await.unwrap().data.unwrap()["value"] != "3" {
-        assert!(std::time::Instant::now() < deadline, "not taken back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    h.wait_configmap_value(NS, "a", "3", "not taken back").await;
     take("7").await;
     let app = h
         .wait_app(
@@ -784,14 +770,8 @@ async fn an_object_annotated_reconcile_disabled_is_left_alone_until_unpaused() {
         NS,
         "lockstep.dev/reconcile-",
     ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while h.configmap(NS, "a").await.unwrap().data.unwrap()["value"] != "2" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not taken back after unpausing"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    h.wait_configmap_value(NS, "a", "2", "not taken back after unpausing")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

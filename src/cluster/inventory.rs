@@ -114,6 +114,16 @@ pub fn entry_of(obj: &RenderedObject) -> InventoryEntry {
     }
 }
 
+/// An entry's apiVersion: `apps/v1`, or `v1` for the core group (the inverse of
+/// [`split_api_version`]).
+pub fn api_version_of(entry: &InventoryEntry) -> String {
+    if entry.group.is_empty() {
+        entry.version.clone()
+    } else {
+        format!("{}/{}", entry.group, entry.version)
+    }
+}
+
 /// `apps/v1` -> (`apps`, `v1`); `v1` -> (``, `v1`).
 pub fn split_api_version(api_version: &str) -> (&str, &str) {
     match api_version.split_once('/') {

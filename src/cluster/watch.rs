@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::apply::{Applied, FIELD_MANAGER};
 use super::client::Clients;
 use super::discovery::Discovery;
-use super::inventory::{APPLICATION_ANNOTATION, MANAGED_BY_LABEL};
+use super::inventory::{APPLICATION_ANNOTATION, MANAGED_BY_LABEL, api_version_of};
 use crate::controller::application::InventoryEntry;
 
 /// An Application: (namespace, name).
@@ -97,11 +97,7 @@ impl DriftWatches {
         let mut resources = HashMap::new();
         for a in applied {
             let e = &a.entry;
-            let api_version = if e.group.is_empty() {
-                e.version.clone()
-            } else {
-                format!("{}/{}", e.group, e.version)
-            };
+            let api_version = api_version_of(e);
             let key = (api_version.clone(), e.kind.clone());
             if resources.contains_key(&key) {
                 continue;
@@ -115,11 +111,7 @@ impl DriftWatches {
         };
         for a in applied {
             let e = &a.entry;
-            let api_version = if e.group.is_empty() {
-                e.version.clone()
-            } else {
-                format!("{}/{}", e.group, e.version)
-            };
+            let api_version = api_version_of(e);
             let Some(resource) = resources.get(&(api_version, e.kind.clone())) else {
                 continue;
             };

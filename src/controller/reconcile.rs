@@ -960,11 +960,7 @@ impl inventory::ApiLookup for DiscoveryLookup<'_> {
         client: &kube::Client,
         entry: &InventoryEntry,
     ) -> Result<Api<kube::api::DynamicObject>, kube::Error> {
-        let api_version = if entry.group.is_empty() {
-            entry.version.clone()
-        } else {
-            format!("{}/{}", entry.group, entry.version)
-        };
+        let api_version = inventory::api_version_of(entry);
         let resolved = self
             .0
             .resolve(client, &api_version, &entry.kind)
@@ -1333,10 +1329,7 @@ fn object_digest(ctx: &Context, obj: &RenderedObject) -> Vec<u8> {
 
 /// `Kind namespace/name` or `Kind name`.
 pub fn describe(e: &InventoryEntry) -> String {
-    match &e.namespace {
-        Some(ns) => format!("{} {ns}/{}", e.kind, e.name),
-        None => format!("{} {}", e.kind, e.name),
-    }
+    health::object_name(e)
 }
 
 fn action_word(a: &Action) -> &'static str {

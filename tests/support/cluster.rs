@@ -356,6 +356,26 @@ impl Harness {
         api.get_opt(name).await.expect("get configmap")
     }
 
+    /// Waits until ConfigMap `ns/name` has `data.value == want` (lockstep put it back).
+    pub async fn wait_configmap_value(&self, ns: &str, name: &str, want: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self
+                .configmap(ns, name)
+                .await
+                .and_then(|c| c.data)
+                .and_then(|d| d.get("value").cloned());
+            if v.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: value is {v:?}, not {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Every Event's reason and note in a namespace, oldest first.
     pub async fn events(&self, ns: &str) -> Vec<(String, String)> {
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.admin.clone(), ns);
@@ -449,13 +469,7 @@ pub fn ready_message(a: &Application) -> String {
 }
 
 pub async fn config_with_token(cluster: &devcluster::DevCluster, token: &str) -> kube::Config {
-    let mut kc = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig()).expect("kubeconfig");
-    for auth in &mut kc.auth_infos {
-        if let Some(info) = auth.auth_info.as_mut() {
-            info.token = Some(token.to_owned().into());
-        }
-    }
-    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+    quickstart::config_with_token(cluster, token)
         .await
         .expect("config")
 }
