@@ -1,7 +1,7 @@
 //! `lockstep keygen`: an age X25519 identity in the age-keygen file format.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use lockstep::crypto::age_keys;
@@ -25,6 +25,17 @@ pub fn run(args: Args) -> CliResult {
     let text = age_keys::key_file_text(&key, &created);
     match args.output {
         Some(path) => {
+            // sops' default key file (~/.config/sops/age/keys.txt) usually lives in a
+            // directory that does not exist yet; create it private, as the key in it is.
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.exists()
+            {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|e| CliError::new(1, format!("{}: {e}", parent.display())))?;
+            }
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
