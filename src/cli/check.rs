@@ -10,9 +10,14 @@ use lockstep::policy::PolicySet;
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep check .\n  lockstep check --policy policies/ apps/ clusters/\n  SOPS_AGE_KEY_FILE=key.txt lockstep check secrets/   # also verifies SOPS MACs\n\nAs a pre-commit hook: see .pre-commit-hooks.yaml (id: lockstep-check)."
-)]
+#[command(after_help = r#"Examples:
+  lockstep check examples/apps/payments examples/apps/billing
+  lockstep check --policy policies/tenant-baseline.yaml examples/apps/ \
+    || echo "exit status $?: the rogue app breaks the policy"
+  # also verifies SOPS MACs:
+  SOPS_AGE_KEY_FILE=keys-example/sops.agekey lockstep check examples/apps
+
+As a pre-commit hook: see .pre-commit-hooks.yaml (id: lockstep-check)."#)]
 pub struct Args {
     /// Files or directories to check.
     #[arg(required = true)]

@@ -5,9 +5,12 @@ use clap::CommandFactory;
 use super::common::CliResult;
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep completions bash > /etc/bash_completion.d/lockstep\n  lockstep completions zsh > \"${fpath[1]}/_lockstep\"\n  lockstep completions fish > ~/.config/fish/completions/lockstep.fish"
-)]
+#[command(after_help = r#"Examples:
+  lockstep completions bash > lockstep.bash   # then: source lockstep.bash
+  # zsh, with fpath+=(~/.zfunc) in ~/.zshrc:
+  mkdir -p ~/.zfunc && lockstep completions zsh > ~/.zfunc/_lockstep
+  mkdir -p ~/.config/fish/completions \
+    && lockstep completions fish > ~/.config/fish/completions/lockstep.fish"#)]
 pub struct Args {
     shell: clap_complete::Shell,
 }

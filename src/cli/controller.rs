@@ -12,14 +12,20 @@ use lockstep::server::{self, Metrics};
 use super::common::{CliError, CliResult};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:
-  lockstep controller                                   # in a cluster (deploy/ runs this)
-  KUBECONFIG=dev.kubeconfig lockstep controller --namespace lockstep-system --concurrency 8
+#[command(after_help = r#"Examples:
+  # in a cluster, as deploy/ runs it [not run: needs a pod's service account]
+  lockstep controller
+  # on a laptop: a devcluster with deploy/ applied, then the controller
+  lockstep devcluster --kubeconfig dev.kubeconfig   # runs until Ctrl-C
+  KUBECONFIG=dev.kubeconfig kubectl apply -k deploy/
+  # runs until Ctrl-C:
+  KUBECONFIG=dev.kubeconfig lockstep controller --namespace lockstep-system \
+    --concurrency 8 --listen 127.0.0.1:0
 
 The kube connection comes from the in-cluster service account, or KUBECONFIG / ~/.kube/config.
 The controller reads only its own Secret (--sealing-secret, keys ending .agekey); everything an
 Application reads or writes goes through that Application's impersonated service account.
-Logs: LOCKSTEP_LOG=info (or debug, trace); they never hold a secret value.")]
+Logs: LOCKSTEP_LOG=info (or debug, trace); they never hold a secret value."#)]
 pub struct Args {
     /// The reconciler's own namespace (its sealing Secret lives there).
     #[arg(long, env = "POD_NAMESPACE", default_value = "lockstep-system")]

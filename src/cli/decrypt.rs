@@ -7,9 +7,15 @@ use lockstep::sops::{self, DecryptOptions};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  SOPS_AGE_KEY_FILE=key.txt lockstep decrypt secret.enc.yaml\n  lockstep decrypt --identity key.txt --extract '[\"data\"][\"password\"]' secret.enc.yaml\n  lockstep decrypt -i secret.yaml   # replace the file with its plaintext"
-)]
+#[command(after_help = r#"Examples:
+  SOPS_AGE_KEY_FILE=keys-example/sops.agekey lockstep decrypt \
+    examples/apps/payments/secret.enc.yaml
+  lockstep decrypt --identity keys-example/sops.agekey \
+    --extract '["stringData"]["DB_USER"]' \
+    examples/apps/payments/secret.enc.yaml
+  # replace the file with its plaintext:
+  lockstep decrypt -i --identity keys-example/sops.agekey \
+    examples/apps/payments/secret.enc.yaml"#)]
 pub struct Args {
     /// File to decrypt, or - for stdin.
     file: PathBuf,

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use super::common::{CliError, CliResult};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep devcluster\n  lockstep devcluster --listen 127.0.0.1:6443 --kubeconfig dev.kubeconfig"
-)]
+#[command(after_help = r#"Examples:
+  # runs until Ctrl-C; writes devcluster.kubeconfig here:
+  lockstep devcluster
+  # runs until Ctrl-C:
+  lockstep devcluster --listen 127.0.0.1:6443 --kubeconfig dev.kubeconfig"#)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]

@@ -11,9 +11,18 @@ use lockstep::sops::{self, DecryptOptions, Format};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  EDITOR=nano lockstep edit secrets/db.enc.yaml\n  SOPS_EDITOR='code --wait' lockstep edit app.enc.env\n\nExit status 200 means the file was not changed."
-)]
+#[command(after_help = r#"Examples:
+  export SOPS_AGE_KEY_FILE=keys-example/sops.agekey
+  # [not run: an interactive editor]
+  EDITOR=vim lockstep edit examples/apps/payments/secret.enc.yaml
+  # [not run: opens VS Code]
+  SOPS_EDITOR='code --wait' lockstep edit \
+    examples/apps/payments/secret.enc.yaml
+  # any command that edits the file in place:
+  EDITOR='sed -i s/example-only/changed/' lockstep edit \
+    examples/apps/payments/secret.enc.yaml
+
+Exit status 200 means the file was not changed."#)]
 pub struct Args {
     /// The encrypted file to edit.
     file: PathBuf,

@@ -8,9 +8,18 @@ use lockstep::sops::{self, EncryptSettings};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep encrypt --age age1abc...,age1def... secret.yaml > secret.enc.yaml\n  lockstep encrypt -i --encrypted-regex '^(data|stringData)$' k8s/secret.yaml\n  cat app.env | lockstep encrypt --input-type dotenv --age age1abc... -"
-)]
+#[command(after_help = r#"Examples:
+  # a plaintext Secret to start from: the example one, decrypted
+  lockstep decrypt --identity keys-example/sops.agekey \
+    examples/apps/payments/secret.enc.yaml > secret.yaml
+  lockstep encrypt --age "$(cat keys-example/sops.recipient)" \
+    secret.yaml > secret.enc.yaml
+  lockstep encrypt -i --encrypted-regex '^(data|stringData)$' \
+    --age age1a5tvufunpj35lg70w0wm2ap2cynsw3jpatkms4s5j8stwa5u7fhqqxkp2m \
+    --age age1dyw586cul4e4k03xj5u8ygv5w36frgly45zse76eggw9z4n39yas243ws7 \
+    secret.yaml
+  printf 'TOKEN=t0ken\n' | lockstep encrypt --input-type dotenv \
+    --age "$(cat keys-example/sops.recipient)" -"#)]
 pub struct Args {
     /// File to encrypt, or - for stdin.
     file: PathBuf,

@@ -9,9 +9,11 @@ use lockstep::crypto::age_keys;
 use super::common::{CliError, CliResult, write_stdout};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep keygen -o ~/.config/sops/age/keys.txt\n  R=$(lockstep keygen -o key.txt)   # the recipient goes to stdout"
-)]
+#[command(after_help = r#"Examples:
+  # where sops looks for keys (a missing directory is made, mode 0700):
+  lockstep keygen -o ~/.config/sops/age/keys.txt
+  R=$(lockstep keygen -o key.txt)    # the recipient goes to stdout
+  lockstep keygen > key2.txt         # without -o, the key file goes to stdout"#)]
 pub struct Args {
     /// Write the identity to FILE (created with mode 0600; never overwritten) and print
     /// the recipient on stdout. Without it, the key file is printed on stdout.

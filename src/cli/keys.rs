@@ -15,9 +15,13 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 enum KeysCommand {
     /// List the recipients of every SealedSecret and SOPS file under the paths.
-    #[command(
-        after_help = "Examples:\n  lockstep keys inventory .\n  lockstep keys inventory --recipient age1old... clusters/   # what still uses the old key\n  lockstep keys inventory -o json . | jq '.[] | select(.recipients | length < 2)'"
-    )]
+    #[command(after_help = r#"Examples:
+  lockstep keys inventory examples/
+  # what still uses this key:
+  lockstep keys inventory --recipient \
+    age1dyw586cul4e4k03xj5u8ygv5w36frgly45zse76eggw9z4n39yas243ws7 examples/
+  lockstep keys inventory -o json examples/ \
+    | jq '.[] | select(.recipients | length < 2)'"#)]
     Inventory(InventoryArgs),
 }
 

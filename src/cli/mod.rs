@@ -24,25 +24,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-const AFTER_HELP: &str = "\
-Examples:
-  lockstep keygen -o key.txt                       # new age identity (0600), prints the recipient
-  lockstep encrypt --age age1... secret.yaml > secret.enc.yaml
-  lockstep encrypt -i --encrypted-regex '^(data|stringData)$' k8s-secret.yaml
-  SOPS_AGE_KEY_FILE=key.txt lockstep decrypt secret.enc.yaml
-  lockstep decrypt --extract '[\"data\"][\"password\"]' secret.enc.yaml
-  lockstep edit secret.enc.yaml                    # opens $SOPS_EDITOR / $EDITOR
-  lockstep updatekeys secrets/*.yaml               # re-wrap for the recipients .sops.yaml lists now
-  lockstep rotate -i secret.enc.yaml               # new data key
-  lockstep seal --recipient age1cluster... secret.yaml > secret.sealed.yaml
-  lockstep unseal --identity cluster.txt secret.sealed.yaml
-  lockstep reseal --identity old.txt --recipient age1new... clusters/
-  lockstep keys inventory --recipient age1old... .
+const AFTER_HELP: &str = r#"Examples:
+  lockstep keygen -o key.txt  # new identity (mode 0600); prints the recipient
+  lockstep decrypt --identity keys-example/sops.agekey \
+    examples/apps/payments/secret.enc.yaml > secret.yaml
+  lockstep encrypt --age "$(cat keys-example/sops.recipient)" \
+    secret.yaml > secret.enc.yaml
+  export SOPS_AGE_KEY_FILE=keys-example/sops.agekey
+  lockstep decrypt --extract '["stringData"]["DB_USER"]' secret.enc.yaml
+  lockstep rotate -i secret.enc.yaml      # a new data key
+  lockstep seal --recipients-file keys-example/sealing.recipient \
+    secret.yaml > secret.sealed.yaml
+  lockstep unseal --identity keys-example/sealing.agekey secret.sealed.yaml
+  lockstep keys inventory examples/
+  lockstep render examples/apps/payments \
+    --identity keys-example/sops.agekey --policy policies/tenant-baseline.yaml
+  lockstep check --policy policies/tenant-baseline.yaml examples/apps/payments
 
 Exit status: 0 on success; otherwise the sops exit code for the cause (e.g. 2 unreadable
 input, 25 a value failed to decrypt, 51 MAC mismatch, 128 no identity opens the file).
 Environment: SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_SSH_PRIVATE_KEY_FILE, SOPS_AGE_KEY_CMD,
-SOPS_AGE_RECIPIENTS, SOPS_CONFIG, SOPS_EDITOR/EDITOR, LOCKSTEP_LOG (log filter, e.g. debug).";
+SOPS_AGE_RECIPIENTS, SOPS_CONFIG, SOPS_EDITOR/EDITOR, LOCKSTEP_LOG (log filter, e.g. debug)."#;
 
 /// lockstep: Git to Kubernetes with secrets done right. The SOPS commands are a drop-in
 /// for the `sops` CLI on age-encrypted files.

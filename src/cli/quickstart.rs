@@ -11,13 +11,14 @@ use lockstep::quickstart::{self, Report, Setup, Summary};
 use super::common::{CliError, CliResult};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:
-  cargo run --release -- quickstart
-  lockstep quickstart --keep-running        # then explore with the kubectl commands it prints
+#[command(after_help = r#"Examples:
+  cargo run --release -- quickstart      # from the repository
+  # runs until Ctrl-C; explore with the kubectl commands it prints:
+  lockstep quickstart --keep-running
   lockstep quickstart -o json | jq .apps
 
 Exit status: 0 when every example Application settled as expected (the rogue one denied by
-policy), the pushed commit was applied and the hand edit corrected; 1 otherwise.")]
+policy), the pushed commit was applied and the hand edit corrected; 1 otherwise."#)]
 pub struct Args {
     /// The lockstep repository (holding examples/, deploy/, keys-example/); default: the
     /// current directory, else where this binary was built from.

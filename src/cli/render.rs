@@ -12,9 +12,14 @@ use super::common::{self, CliError, CliResult, Context};
 use super::seal::{OutputFormat, write_docs};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep render apps/payments --identity keys/app.agekey --sealing-identity cluster.txt\n  lockstep render apps/payments --namespace payments --policy policies/ -o json\n  lockstep render apps/payments --reveal   # print Secret values (careful)"
-)]
+#[command(after_help = r#"Examples:
+  lockstep render examples/apps/payments \
+    --identity keys-example/sops.agekey --policy policies/tenant-baseline.yaml
+  lockstep render examples/apps/billing --namespace team-billing -o json \
+    --sealing-identity keys-example/sealing.agekey
+  # print Secret values (careful):
+  lockstep render examples/apps/payments \
+    --identity keys-example/sops.agekey --reveal"#)]
 pub struct Args {
     /// The application directory (all .yaml/.yml/.json below it, recursively).
     dir: PathBuf,

@@ -8,9 +8,17 @@ use lockstep::sealed::{self, ResealOutcome};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  # cluster key rotation: open with the old key, seal to the new one and the break-glass key\n  lockstep reseal --identity old-cluster.txt --recipient age1new... --recipient age1breakglass... clusters/prod/\n\nFiles already sealed to exactly the given set are left byte-identical; that is decided\nfrom each value's age header (stanza count and types, SSH key tags) and by checking that\nno --identity outside the set opens it, never from spec.recipients alone. A file that fails\nis left untouched and reported; the others go on. Exit status 1 if any file failed."
-)]
+#[command(after_help = r#"Examples:
+  # cluster key rotation: open with the old key, seal to the new one and the
+  # break-glass key
+  lockstep reseal --identity keys-example/sealing.agekey \
+    --recipient "$(lockstep keygen -o new-cluster.txt)" \
+    --recipient "$(lockstep keygen -o breakglass.txt)" examples/apps/
+
+Files already sealed to exactly the given set are left byte-identical; that is decided
+from each value's age header (stanza count and types, SSH key tags) and by checking that
+no --identity outside the set opens it, never from spec.recipients alone. A file that fails
+is left untouched and reported; the others go on. Exit status 1 if any file failed."#)]
 pub struct Args {
     /// Files or directories (walked recursively for .yaml/.yml/.json).
     #[arg(required = true)]

@@ -8,9 +8,15 @@ use lockstep::sops::{self, DecryptOptions, Format};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep rotate -i secrets/db.enc.yaml\n  lockstep rotate -i --rm-age age1old... --add-age age1new... secrets/db.enc.yaml"
-)]
+#[command(after_help = r#"Examples:
+  lockstep rotate -i --identity keys-example/sops.agekey \
+    examples/apps/payments/secret.enc.yaml
+  lockstep rotate -i --identity keys-example/sops.agekey \
+    --add-age age1dyw586cul4e4k03xj5u8ygv5w36frgly45zse76eggw9z4n39yas243ws7 \
+    examples/apps/payments/secret.enc.yaml
+  lockstep rotate -i --identity keys-example/sops.agekey \
+    --rm-age age1dyw586cul4e4k03xj5u8ygv5w36frgly45zse76eggw9z4n39yas243ws7 \
+    examples/apps/payments/secret.enc.yaml"#)]
 pub struct Args {
     /// The encrypted file.
     file: PathBuf,

@@ -8,9 +8,20 @@ use lockstep::sealed::{self, Scope};
 use super::common::{self, CliError, CliResult};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep seal --recipient age1cluster... secret.yaml > sealed.yaml\n  kubectl create secret generic db --from-literal=password=s3cret -n payments --dry-run=client -o yaml \\\n    | lockstep seal --recipients-file cluster.recipients - > db.sealed.yaml\n  lockstep seal --scope namespace-wide --recipient age1... --recipient age1breakglass... secret.yaml"
-)]
+#[command(after_help = r#"Examples:
+  # a Secret to start from: the example one, unsealed
+  lockstep unseal --identity keys-example/sealing.agekey \
+    examples/apps/billing/api-token.sealed.yaml > secret.yaml
+  lockstep seal --recipient \
+    age1dyw586cul4e4k03xj5u8ygv5w36frgly45zse76eggw9z4n39yas243ws7 \
+    secret.yaml > sealed.yaml
+  kubectl create secret generic db --from-literal=password=s3cret \
+    -n payments --dry-run=client -o yaml \
+    | lockstep seal --recipients-file keys-example/sealing.recipient - \
+    > db.sealed.yaml
+  lockstep seal --scope namespace-wide \
+    --recipients-file keys-example/sealing.recipient \
+    --recipient "$(lockstep keygen -o breakglass.txt)" secret.yaml"#)]
 pub struct Args {
     /// Secret manifest(s) (YAML, multi-document, or JSON), or - for stdin.
     #[arg(default_value = "-")]

@@ -8,9 +8,13 @@ use super::common::{self, CliError, CliResult, Context};
 use super::seal::{OutputFormat, write_docs};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep unseal --identity cluster-key.txt db.sealed.yaml\n  lockstep unseal --identity new.txt --identity old.txt - < db.sealed.yaml   # several cluster keys"
-)]
+#[command(after_help = r#"Examples:
+  lockstep unseal --identity keys-example/sealing.agekey \
+    examples/apps/billing/api-token.sealed.yaml
+  # several cluster keys (during a rotation), the file on stdin:
+  lockstep unseal --identity keys-example/sops.agekey \
+    --identity keys-example/sealing.agekey \
+    - < examples/apps/billing/api-token.sealed.yaml"#)]
 pub struct Args {
     /// SealedSecret manifest(s), or - for stdin.
     #[arg(default_value = "-")]

@@ -9,9 +9,13 @@ use lockstep::sops::{self, DecryptOptions, Format};
 use super::common::{self, CliError, CliResult, Context};
 
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Examples:\n  lockstep updatekeys -y secrets/prod/db.yaml\n  lockstep updatekeys secrets/**/*.yaml   # several files, with a progress bar"
-)]
+#[command(after_help = r#"Examples:
+  # to the recipients examples/.sops.yaml lists now:
+  lockstep updatekeys -y --config examples/.sops.yaml \
+    --identity keys-example/sops.agekey examples/apps/payments/secret.enc.yaml
+  # several files, with a progress bar:
+  lockstep updatekeys -y --config examples/.sops.yaml \
+    --identity keys-example/sops.agekey examples/apps/*/*.enc.yaml"#)]
 pub struct Args {
     /// Encrypted files to update.
     #[arg(required = true)]

@@ -14,6 +14,10 @@
 //! are normalised (hashes, durations, ports, temporary paths), `...` standing for any text.
 //! Processes a block leaves in the background (a server started with `&`) are stopped when
 //! its section ends.
+//!
+//! Included with `#[path]` by tests/readme.rs and tests/help_examples.rs, each of which uses
+//! only part of it.
+#![allow(dead_code)]
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt as _;
