@@ -39,8 +39,13 @@ fn examples_readme() {
 }
 
 #[test]
+fn install_guide() {
+    check("docs/install.md", 5);
+}
+
+#[test]
 fn security_md() {
-    check("SECURITY.md", 0);
+    check("SECURITY.md", 3);
 }
 
 #[test]
