@@ -952,8 +952,11 @@ async fn run() {
         ),
         None => ("skipped".into(), String::new()),
     };
+    // The header is the README's (tests/readme.rs compares them).
     println!(
-        "| | lockstep controller | `render \\| kubectl apply --server-side`, one call per app | goal |"
+        "| {} apps, {} objects | lockstep controller | `render \\| kubectl apply --server-side`, one call per app | goal |",
+        thousands(b.apps),
+        thousands(b.apps * 10)
     );
     println!("|---|---|---|---|");
     println!(
@@ -1093,4 +1096,17 @@ async fn run() {
     }
     println!("```");
     cluster.shutdown().await;
+}
+
+/// 1000 -> "1,000", as the README writes counts.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

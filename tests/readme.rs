@@ -129,3 +129,58 @@ fn a_failing_block_is_reported_with_its_place_and_output_and_background_jobs_sto
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The benchmarks take minutes, so they are not run here; instead the header of every
+/// README table marked `<!-- printed by: FILE -->` must be one that FILE prints (a row
+/// template in its source; `{}`, `$(...)`, `${...}` and `$VAR` stand for any text).
+#[test]
+fn benchmark_table_headers_are_what_the_benchmarks_print() {
+    let readme = std::fs::read_to_string(docs::repo_root().join("README.md")).unwrap();
+    let squash = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let placeholder =
+        regex::Regex::new(r"\\\{[^}]*\\\}|\\\$\\\([^)]*\\\)|\\\$\\\{[^}]*\\\}|\\\$[A-Za-z_]+")
+            .unwrap();
+    let mut lines = readme.lines().enumerate();
+    let mut checked = 0;
+    while let Some((n, line)) = lines.next() {
+        let Some(file) = line
+            .trim()
+            .strip_prefix("<!-- printed by:")
+            .and_then(|r| r.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let file = file.trim();
+        let (_, header) = lines
+            .find(|(_, l)| l.starts_with('|'))
+            .unwrap_or_else(|| panic!("README.md:{}: no table after the marker", n + 1));
+        let source = std::fs::read_to_string(docs::repo_root().join(file))
+            .unwrap_or_else(|e| panic!("README.md:{}: {file}: {e}", n + 1));
+        // Row templates: what a source line prints between its first "| and last |".
+        let templates: Vec<String> = source
+            .lines()
+            .filter_map(|l| {
+                let start = l.find("\"|")? + 1;
+                let end = l.rfind("|\"")? + 1;
+                (end > start).then(|| squash(&l[start..end].replace("\\\\", "\\")))
+            })
+            .collect();
+        let header = squash(header);
+        let matches = templates.iter().any(|t| {
+            let pattern = placeholder
+                .replace_all(&regex::escape(t), ".*")
+                .into_owned();
+            regex::Regex::new(&format!("^{pattern}$"))
+                .unwrap()
+                .is_match(&header)
+        });
+        assert!(
+            matches,
+            "README.md:{}: the table header\n  {header}\nis not one {file} prints; it prints:\n  {}",
+            n + 1,
+            templates.join("\n  ")
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} benchmark tables are marked");
+}
