@@ -20,12 +20,12 @@ fn check(doc: &str, min_blocks: usize) {
         failures.len(),
         failures.join("\n\n")
     );
-    // Guards against a parser change that silently finds nothing to run.
+    // Guards against a parser change that silently finds nothing to run (unless only some
+    // sections were asked for with DOCS_SECTION).
     assert!(
-        ran >= min_blocks,
+        std::env::var_os("DOCS_SECTION").is_some() || ran >= min_blocks,
         "{doc}: only {ran} block(s) ran, expected at least {min_blocks}"
     );
-    let _ = Path::new(doc);
 }
 
 #[test]

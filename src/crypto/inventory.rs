@@ -91,7 +91,14 @@ pub fn inventory_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, String> {
             key_groups: Some(enc.metadata.key_groups.len()),
         }]);
     }
-    let docs = crate::manifest::load_documents(bytes)?;
+    let docs = match crate::manifest::load_documents(bytes) {
+        Ok(docs) => docs,
+        // A YAML file whose documents are not mappings (a kustomize JSON 6902 patch is a
+        // list) is neither a SOPS file nor a manifest the reconciler would apply: nothing to
+        // list, and no reason to fail a walk over a whole repository.
+        Err(_) if not_mappings(bytes) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let mut out = Vec::new();
     // `kind: List` items too: `seal -o json` writes several SealedSecrets as a List.
     for (i, doc) in crate::manifest::expand_lists(docs).iter().enumerate() {
@@ -126,10 +133,36 @@ pub fn inventory_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
+/// Whether `bytes` is well-formed YAML (not JSON) whose documents are not all mappings.
+fn not_mappings(bytes: &[u8]) -> bool {
+    use crate::sops::stores::yaml::{YamlError, parse};
+    !crate::manifest::is_json(bytes)
+        && std::str::from_utf8(bytes).is_ok_and(|text| {
+            matches!(
+                parse(text),
+                Err(YamlError::NotAMap { .. } | YamlError::DocumentNotAMap { .. })
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::age_keys::{self, AgeRecipient};
+
+    #[test]
+    fn a_yaml_list_is_nothing_to_list_and_broken_yaml_still_fails() {
+        let patch = b"- op: replace\n  path: /spec/replicas\n  value: 3\n";
+        let found = inventory_file(Path::new("hpa-patch.yaml"), patch).unwrap();
+        assert!(found.is_empty());
+        assert!(
+            inventory_file(Path::new("x.yaml"), b"a: 1\n---\n- b\n")
+                .unwrap()
+                .is_empty()
+        );
+        let err = inventory_file(Path::new("bad.yaml"), b"a: [1\n").unwrap_err();
+        assert!(err.contains("line"), "{err}");
+    }
     use crate::sops::tree::{MapItem, Node};
 
     #[test]
