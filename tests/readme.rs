@@ -184,3 +184,37 @@ fn benchmark_table_headers_are_what_the_benchmarks_print() {
     }
     assert!(checked >= 5, "only {checked} benchmark tables are marked");
 }
+
+/// A new Markdown file with commands in it is not left out of the tests above.
+#[test]
+fn every_markdown_document_is_checked() {
+    let checked = [
+        "README.md",
+        "SECURITY.md",
+        "docs/install.md",
+        "examples/README.md",
+        "keys-example/README.md",
+        "devcluster/README.md",
+        // Describes test vectors; its blocks are file listings, never commands.
+        "tests/vectors/sops/README.md",
+    ];
+    let out = std::process::Command::new("git")
+        .args(["ls-files", "*.md"])
+        .current_dir(docs::repo_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let missing: Vec<&str> = listed.lines().filter(|f| !checked.contains(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "Markdown files not run by tests/readme.rs: {missing:?} (add a test for each)"
+    );
+    let (blocks, _) = docs::blocks(
+        &std::fs::read_to_string(docs::repo_root().join("tests/vectors/sops/README.md")).unwrap(),
+    );
+    assert!(
+        blocks.iter().all(|b| !docs::is_shell(&b.lang)),
+        "tests/vectors/sops/README.md has shell blocks now: run it like the others"
+    );
+}
