@@ -35,7 +35,7 @@ fn readme() {
 
 #[test]
 fn examples_readme() {
-    check("examples/README.md", 1);
+    check("examples/README.md", 2);
 }
 
 #[test]
