@@ -104,14 +104,8 @@ fn examples(help_text: &str) -> Vec<Example> {
 fn run_examples(cmd: &str, exs: &[Example], dir: &std::path::Path) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
     docs::scratch_copy(dir);
-    let mut script = String::from(
-        "set -euo pipefail\n\
-         cargo() {\n\
-           if [ \"${1-}\" = run ] && [ \"${2-}\" = --release ] && [ \"${3-}\" = -- ]; then\n\
-             shift 3; command lockstep \"$@\"\n\
-           else echo \"cargo $*: not run by the help test\" >&2; return 97; fi\n\
-         }\n",
-    );
+    // `cargo run --release -- ARGS` (the quickstart's first example) runs the built binary.
+    let mut script = String::from(docs::PRELUDE);
     let runnable: Vec<&Example> = exs.iter().filter(|e| e.not_run.is_none()).collect();
     for (n, e) in runnable.iter().enumerate() {
         std::fs::write(dir.join(format!(".ex{n}.sh")), format!("{}\n", e.text)).unwrap();
@@ -148,10 +142,7 @@ fn run_examples(cmd: &str, exs: &[Example], dir: &std::path::Path) -> Vec<String
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // SAFETY: signals the process group the examples' shell leads; nothing shared.
-    unsafe {
-        libc::kill(-(pgid as libc::pid_t), libc::SIGTERM);
-    }
+    docs::stop_group(pgid);
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();

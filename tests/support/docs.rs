@@ -240,6 +240,25 @@ impl Drop for Cluster {
     }
 }
 
+/// The start of every script the tests run: strict bash, and `cargo run --release -- ARGS`
+/// mapped to the lockstep binary cargo built for the test, so no release build is started.
+pub const PRELUDE: &str = r#"set -euo pipefail
+cargo() {
+  if [ "${1-}" = run ] && [ "${2-}" = --release ] && [ "${3-}" = -- ]; then
+    shift 3; command lockstep "$@"
+  else echo "cargo $*: not run by the documentation tests" >&2; return 97; fi
+}
+"#;
+
+/// Stops what a script left running: everything in the process group its shell led
+/// (spawned with `process_group(0)`).
+pub fn stop_group(pgid: u32) {
+    // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), libc::SIGTERM);
+    }
+}
+
 /// What a section's run left for the report.
 struct BlockRun<'a> {
     block: &'a Block,
@@ -318,16 +337,7 @@ fn run_section(
 ) -> Vec<String> {
     let meta = dir.join(".docblocks");
     std::fs::create_dir_all(&meta).unwrap();
-    let mut script = String::from(
-        "set -euo pipefail\n\
-         # `cargo run --release -- ARGS` in a document means the lockstep binary: the test\n\
-         # runs the one cargo built for it instead of starting a release build.\n\
-         cargo() {\n\
-           if [ \"${1-}\" = run ] && [ \"${2-}\" = --release ] && [ \"${3-}\" = -- ]; then\n\
-             shift 3; command lockstep \"$@\"\n\
-           else echo \"cargo $*: not run by the documentation test\" >&2; return 97; fi\n\
-         }\n",
-    );
+    let mut script = String::from(PRELUDE);
     for (n, r) in runs.iter().enumerate() {
         std::fs::write(meta.join(format!("b{n}.sh")), &r.block.code).unwrap();
         writeln!(
@@ -359,11 +369,7 @@ fn run_section(
         std::thread::sleep(Duration::from_millis(20));
     };
     // Stop whatever the blocks left running in the background.
-    // SAFETY: kill(2) with a negative pid signals the process group the section's shell
-    // leads (made with process_group(0) above); no memory is shared.
-    unsafe {
-        libc::kill(-(pgid as libc::pid_t), libc::SIGTERM);
-    }
+    stop_group(pgid);
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
