@@ -418,6 +418,13 @@ fn resolve_vault_refs(
     paths: &mut Vec<String>,
 ) -> Result<(), RenderError> {
     use base64::Engine;
+    let name = doc
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let object = format!("Secret {name:?} (document {})", origin.document);
     let Some(items) = doc.as_map_mut() else {
         return Ok(());
     };
@@ -438,7 +445,7 @@ fn resolve_vault_refs(
             };
             let err = |m: String| RenderError {
                 file: origin.file.clone(),
-                object: Some(format!("document {}", origin.document)),
+                object: Some(object.clone()),
                 key: Some(format!("key path {field}.{key}")),
                 message: m,
             };

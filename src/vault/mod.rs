@@ -57,6 +57,18 @@ pub fn parse_reference(s: &str) -> Option<Result<Reference, String>> {
     }))
 }
 
+/// What a failure asks of the reconciler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureClass {
+    /// Wrong input (a key or path missing): retry at the app's retry interval.
+    Failed,
+    /// Refused (policy, Vault ACL, RBAC): retrying cannot help until someone changes a
+    /// policy or a role, so no backoff loop against Vault.
+    Stalled,
+    /// Vault down, sealed, slow, or the budget spent: retry soon, with backoff.
+    Transient,
+}
+
 /// Why a reference could not be resolved. Never carries a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
@@ -83,6 +95,7 @@ pub enum VaultError {
         method: &'static str,
         mount: String,
         cause: String,
+        class: FailureClass,
     },
     #[error("Vault call budget exceeded for this application ({per_minute} calls per minute)")]
     Budget { per_minute: u32 },
@@ -90,6 +103,23 @@ pub enum VaultError {
     NotString { path: String, key: String },
     #[error("Vault client: {0}")]
     Client(String),
+}
+
+impl VaultError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            VaultError::Policy { .. } | VaultError::Denied { .. } => FailureClass::Stalled,
+            VaultError::Timeout { .. }
+            | VaultError::Unavailable { .. }
+            | VaultError::Unreachable { .. }
+            | VaultError::Budget { .. } => FailureClass::Transient,
+            VaultError::Login { class, .. } => *class,
+            VaultError::NotFound { .. }
+            | VaultError::KeyMissing { .. }
+            | VaultError::NotString { .. }
+            | VaultError::Client(_) => FailureClass::Failed,
+        }
+    }
 }
 
 /// Where Vault is and how long a call may take.
@@ -122,9 +152,13 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Gets a JWT of the app's own service account when a Kubernetes login is due (and only
-/// then: a TokenRequest per login, not per reconcile).
-pub type JwtSource =
-    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<Secret, String>> + Send + Sync>;
+/// then: a TokenRequest per login, not per reconcile). An error says why, and whether
+/// retrying can help.
+pub type JwtSource = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<Secret, (String, FailureClass)>>
+        + Send
+        + Sync,
+>;
 
 /// How to log in.
 #[derive(Clone)]
@@ -282,6 +316,7 @@ impl Vault {
             rules,
             reads: Mutex::new(HashMap::new()),
             api_reads: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
         }
     }
 
@@ -325,6 +360,8 @@ pub struct AppResolver {
     reads: Mutex<HashMap<String, Result<Arc<Values>, VaultError>>>,
     /// The same, by the path Vault sees: `mount/data/x` and `mount/x` are one read.
     api_reads: Mutex<HashMap<String, Arc<Values>>>,
+    /// The most pressing class among the failures of this render.
+    failure: Mutex<Option<FailureClass>>,
 }
 
 /// Inserts `data/` after the first segment (the KV v2 API form of a logical path).
@@ -509,6 +546,7 @@ impl AppResolver {
             method,
             mount: mount.clone(),
             cause: e.to_string(),
+            class: e.class(),
         };
         let path = format!("auth/{mount}/login");
         let info = match &self.auth {
@@ -530,10 +568,11 @@ impl AppResolver {
                 .await
                 .map_err(login_err)?,
             Auth::Kubernetes { mount, role, jwt } => {
-                let jwt = jwt().await.map_err(|cause| VaultError::Login {
+                let jwt = jwt().await.map_err(|(cause, class)| VaultError::Login {
                     method,
                     mount: mount.clone(),
                     cause: format!("service account token: {cause}"),
+                    class,
                 })?;
                 self.call(
                     &path,
@@ -656,6 +695,14 @@ impl AppResolver {
 
     /// Reads one path (deduplicated) and returns all its values.
     pub fn read_all(&self, path: &str) -> Result<Arc<Values>, VaultError> {
+        let r = self.read_all_inner(path);
+        if let Err(e) = &r {
+            self.note(e.class());
+        }
+        r
+    }
+
+    fn read_all_inner(&self, path: &str) -> Result<Arc<Values>, VaultError> {
         self.check_policy(path)?;
         if let Some(r) = lock(&self.reads).get(path) {
             return r.clone();
@@ -663,6 +710,17 @@ impl AppResolver {
         let r = self.handle.block_on(self.read_path(path));
         lock(&self.reads).insert(path.to_owned(), r.clone());
         r
+    }
+
+    fn note(&self, class: FailureClass) {
+        let mut f = lock(&self.failure);
+        *f = Some(f.map_or(class, |old| old.max(class)));
+    }
+
+    /// The most pressing class among this render's Vault failures (transient over
+    /// stalled over failed); `None` when Vault failed nothing.
+    pub fn failure(&self) -> Option<FailureClass> {
+        *lock(&self.failure)
     }
 }
 
@@ -705,6 +763,7 @@ impl VaultResolver for AppResolver {
             .get(key)
             .map(|v| SecretValue::new(v.expose().to_vec()))
             .ok_or_else(|| {
+                self.note(FailureClass::Failed);
                 VaultError::KeyMissing {
                     path: path.to_owned(),
                     key: key.to_owned(),

@@ -199,3 +199,65 @@ impl Drop for OpenBao {
         self.stop();
     }
 }
+
+impl OpenBao {
+    /// Kubernetes auth at `auth/kubernetes`, configured the way a real install outside
+    /// the cluster is: the API server's URL and CA, and the JWT of a dedicated reviewer
+    /// service account (bound to `system:auth-delegator`) for TokenReview. The client's
+    /// own JWT cannot serve as the reviewer's: lockstep's JWTs are bound to the Vault
+    /// audience, so the API server refuses them as bearer tokens.
+    pub fn kubernetes_auth(&self, host: &str, ca_pem: &str, reviewer_jwt: &str) {
+        self.run(&["auth", "enable", "kubernetes"]);
+        let ca = self.dir.path().join("k8s-ca.pem");
+        std::fs::write(&ca, ca_pem).expect("write CA");
+        self.run(&[
+            "write",
+            "auth/kubernetes/config",
+            &format!("kubernetes_host={host}"),
+            &format!("kubernetes_ca_cert=@{}", ca.display()),
+            &format!("token_reviewer_jwt={reviewer_jwt}"),
+            "disable_local_ca_jwt=true",
+        ]);
+    }
+
+    /// A kubernetes auth role bound to one service account of one namespace and to
+    /// `audience` (lockstep requests tokens for the Vault address).
+    pub fn kubernetes_role(&self, role: &str, ns: &str, sa: &str, policy: &str, audience: &str) {
+        self.run(&[
+            "write",
+            &format!("auth/kubernetes/role/{role}"),
+            &format!("bound_service_account_names={sa}"),
+            &format!("bound_service_account_namespaces={ns}"),
+            &format!("policies={policy}"),
+            &format!("audience={audience}"),
+            "ttl=1h",
+        ]);
+    }
+
+    /// `bao write auth/kubernetes/login role=ROLE jwt=JWT`: Ok(token) or Err(output).
+    pub fn kubernetes_login(&self, role: &str, jwt: &str) -> Result<String, String> {
+        let out = Command::new(bao_bin())
+            .args([
+                "write",
+                "-field=token",
+                "auth/kubernetes/login",
+                &format!("role={role}"),
+                &format!("jwt={jwt}"),
+            ])
+            .env("BAO_ADDR", &self.addr)
+            .env_remove("BAO_TOKEN")
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bao");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
