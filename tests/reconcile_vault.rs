@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
-use support::cluster::Harness;
+use support::cluster::{Harness, ready_message};
 use support::git::TestRepo;
 use support::openbao::OpenBao;
 
@@ -336,7 +336,7 @@ async fn kubernetes_auth_logs_in_as_the_app_and_openbao_checks_the_binding() {
     let app = h
         .wait_not_ready("team-b", "app", "BuildFailed", "login failed")
         .await;
-    let msg = support::cluster::ready_message(&app);
+    let msg = ready_message(&app);
     assert!(msg.contains("permission denied"), "{msg}");
     assert!(h.secret("team-b", "db").await.is_none());
     let status = serde_json::to_string(&app.status).unwrap();
@@ -352,7 +352,7 @@ async fn kubernetes_auth_logs_in_as_the_app_and_openbao_checks_the_binding() {
     let app = h
         .wait_not_ready("team-c", "app", "BuildFailed", "serviceaccounts/token")
         .await;
-    let msg = support::cluster::ready_message(&app);
+    let msg = ready_message(&app);
     assert!(
         msg.contains("system:serviceaccount:team-c:deployer may not request its own token")
             && msg.contains("create on serviceaccounts/token (resourceNames [deployer])"),
@@ -411,4 +411,325 @@ async fn tenant_without_token_request(h: &Harness, ns: &str) {
         }),
     )
     .await;
+}
+
+/// Seeds (or, after a dev server restart, re-seeds) what the AppRole test needs: the
+/// values, an ACL that reads team-a's paths but denies one, and an AppRole with fixed ids
+/// so that the app's Secret stays valid across a restart.
+fn seed_approle(bao: &OpenBao, password: &str) {
+    bao.run(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "team-a/db",
+        &format!("password={password}"),
+    ]);
+    bao.run(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "team-a/forbidden",
+        "password=x",
+    ]);
+    bao.run(&["kv", "put", "-mount=secret", "team-b/db", "password=y"]);
+    bao.policy(
+        "team-a",
+        "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n\
+         path \"secret/data/team-a/forbidden\" { capabilities = [\"deny\"] }\n",
+    );
+    bao.run(&["auth", "enable", "approle"]);
+    bao.run(&[
+        "write",
+        "auth/approle/role/team-a",
+        "token_policies=team-a",
+        "token_ttl=1h",
+    ]);
+    bao.run(&[
+        "write",
+        "auth/approle/role/team-a/role-id",
+        "role_id=team-a-role",
+    ]);
+    bao.run(&[
+        "write",
+        "auth/approle/role/team-a/custom-secret-id",
+        "secret_id=team-a-secret-id-3f9",
+    ]);
+}
+
+/// GET /metrics from the controller with a bare HTTP/1.1 request.
+async fn metrics_of(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..50 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the controller's metrics endpoint did not answer");
+}
+
+fn audited_containing(bao: &OpenBao, needle: &str) -> usize {
+    bao.audited(|p| p.contains(needle))
+}
+
+/// AppRole through the reconciler (ids from a Secret read as the app), with the controller
+/// as its own process logging at trace level: a path the Policy forbids (refused before
+/// any Vault call), a path Vault's ACL denies, a missing key, Vault stopped and started
+/// again. The value read from Vault never shows in a log line, Event, status or metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_policy_acl_restart_and_no_value_anywhere() {
+    const CANARY_A: &str = "canary-approle-71b3c2";
+    let mut h = Harness::start().await;
+    h.stop_controller().await;
+    let mut bao = tokio::task::spawn_blocking(|| {
+        let bao = OpenBao::start();
+        seed_approle(&bao, &format!("{CANARY_A}-1"));
+        bao
+    })
+    .await
+    .unwrap();
+    let r = TestRepo::new(0);
+    h.tenant(NS).await;
+    h.policy(
+        "tenants",
+        &r.srv_dir(),
+        json!({"vaultPaths": ["secret/data/team-a/"]}),
+    )
+    .await;
+    create_json::<Secret>(
+        &Api::namespaced(h.admin.clone(), NS),
+        json!({"metadata": {"name": "vault-approle"},
+               "stringData": {"roleId": "team-a-role", "secretId": "team-a-secret-id-3f9"}}),
+    )
+    .await;
+    let c1 = vault_secret_app(
+        &r,
+        "app/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = h.controller_kubeconfig(dir.path());
+    let port = support::git::free_port();
+    let log_path = dir.path().join("controller.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(support::lockstep_bin())
+        .args(["controller", "--namespace", "lockstep-system", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("LOCKSTEP_LOG", "trace")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("controller starts");
+
+    h.application(
+        NS,
+        "app",
+        json!({
+            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
+            "serviceAccountName": "deployer",
+            "interval": "1m",
+            "retryInterval": "1s",
+            "timeout": "20s",
+            "prune": true,
+            "vault": {"address": bao.addr, "auth": {"appRole": {"secretRef": {"name": "vault-approle"}}}},
+        }),
+    )
+    .await;
+    h.wait_ready(NS, "app", Some(&c1)).await;
+    assert_eq!(
+        secret_value(&h.secret(NS, "db").await.unwrap(), "password"),
+        format!("{CANARY_A}-1")
+    );
+    assert_eq!(count_logins(&bao, "approle"), 1);
+
+    // A path outside the Policy's vaultPaths: refused before any Vault call.
+    let other = |reference: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: other}}\nstringData:\n  password: {reference}\n"
+        )
+    };
+    // (db.yaml's allowed path is read in the same render; nothing else is.)
+    let before = bao.audited(|p| !p.contains("team-a/db"));
+    let team_b_before = audited_containing(&bao, "team-b");
+    vault_secret_app(
+        &r,
+        "app/other.yaml",
+        &other("ref+vault://secret/team-b/db#password"),
+    );
+    h.request_reconcile(NS, "app").await;
+    let app = h
+        .wait_not_ready(NS, "app", "BuildFailed", "refused by policy \"tenants\"")
+        .await;
+    let msg = ready_message(&app);
+    for part in [
+        "app/other.yaml",
+        "Secret \"other\"",
+        "stringData.password",
+        "secret/team-b/db",
+    ] {
+        assert!(msg.contains(part), "{part} missing from {msg}");
+    }
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .condition("Stalled")
+            .is_some_and(|c| c.status == "True")
+    );
+    assert_eq!(
+        audited_containing(&bao, "team-b"),
+        team_b_before,
+        "no Vault call for team-b"
+    );
+    assert_eq!(
+        bao.audited(|p| !p.contains("team-a/db")),
+        before,
+        "no other Vault call"
+    );
+
+    // A path Vault's ACL denies.
+    vault_secret_app(
+        &r,
+        "app/other.yaml",
+        &other("ref+vault://secret/team-a/forbidden#password"),
+    );
+    h.request_reconcile(NS, "app").await;
+    let app = h
+        .wait_not_ready(NS, "app", "BuildFailed", "permission denied")
+        .await;
+    let msg = ready_message(&app);
+    assert!(
+        msg.contains("Vault denied \"secret/team-a/forbidden\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("app/other.yaml") && msg.contains("stringData.password"),
+        "{msg}"
+    );
+    assert_eq!(
+        count_logins(&bao, "approle"),
+        1,
+        "a denial does not log in again"
+    );
+
+    // A key missing at the path.
+    vault_secret_app(
+        &r,
+        "app/other.yaml",
+        &other("ref+vault://secret/team-a/db#nope"),
+    );
+    h.request_reconcile(NS, "app").await;
+    h.wait_not_ready(
+        NS,
+        "app",
+        "BuildFailed",
+        "key \"nope\" missing at Vault path \"secret/team-a/db\"",
+    )
+    .await;
+
+    // Back to good, then Vault stops: not applied, nothing pruned, last revision kept.
+    std::fs::remove_file(r.work.join("app/other.yaml")).unwrap();
+    let c2 = vault_secret_app(
+        &r,
+        "app/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n  again: ref+vault://secret/team-a/db#password\n",
+    );
+    h.request_reconcile(NS, "app").await;
+    h.wait_ready(NS, "app", Some(&c2)).await;
+    bao.stop();
+    let c3 = vault_secret_app(
+        &r,
+        "app/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
+    );
+    h.request_reconcile(NS, "app").await;
+    let app = h
+        .wait_not_ready(NS, "app", "BuildFailed", "unreachable")
+        .await;
+    let st = app.status.as_ref().unwrap();
+    assert!(st.last_applied_revision.as_deref().unwrap().ends_with(&c2));
+    assert!(
+        st.last_attempted_revision
+            .as_deref()
+            .unwrap()
+            .ends_with(&c3)
+    );
+    let s = h.secret(NS, "db").await.expect("nothing pruned");
+    assert_eq!(
+        secret_value(&s, "again"),
+        format!("{CANARY_A}-1"),
+        "c2 stays applied"
+    );
+    // Vault down is transient: retried (with backoff), never Stalled.
+    assert!(
+        st.condition("Stalled").is_none_or(|c| c.status != "True"),
+        "{st:?}"
+    );
+    let failures = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with("lockstep_reconciles_total{") && !l.contains("success"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let f0 = failures(&metrics_of(port).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while failures(&metrics_of(port).await) < f0 + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry while Vault is down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Started again (a dev server forgets everything: seeded anew, with a new value). The
+    // transient failure is retried with backoff; the cached login is gone on the new
+    // server and is replaced once.
+    let bao = tokio::task::spawn_blocking(move || {
+        bao.restart();
+        seed_approle(&bao, &format!("{CANARY_A}-2"));
+        bao
+    })
+    .await
+    .unwrap();
+    // A retry may have hit the empty server before it was seeded (a denied login stalls
+    // until something changes); a real Vault keeps its roles across a restart. Ask once.
+    h.request_reconcile(NS, "app").await;
+    h.wait_ready(NS, "app", Some(&c3)).await;
+    let s = h.secret(NS, "db").await.unwrap();
+    assert_eq!(secret_value(&s, "password"), format!("{CANARY_A}-2"));
+    assert!(
+        bao.audited(|p| p == "auth/token/lookup-self") >= 1,
+        "the cached login was checked, found gone and replaced"
+    );
+
+    // Nothing outside saw a value.
+    let metrics = metrics_of(port).await;
+    assert!(metrics.contains("lockstep_reconciles_total"), "{metrics}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.lines().count() > 20,
+        "trace logging produced almost nothing"
+    );
+    let status = serde_json::to_string(&h.get_app(NS, "app").await.status).unwrap();
+    let events = format!("{:?}", h.events(NS).await);
+    for form in support::leak_forms(CANARY_A.as_bytes())
+        .into_iter()
+        .chain(support::leak_forms(b"team-a-secret-id-3f9"))
+    {
+        assert!(!logs.contains(&form), "a log line holds {form}");
+        assert!(!status.contains(&form), "status holds {form}");
+        assert!(!events.contains(&form), "an Event holds {form}");
+        assert!(!metrics.contains(&form), "metrics hold {form}");
+    }
 }

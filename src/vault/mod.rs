@@ -231,6 +231,8 @@ pub struct Counters {
     pub renewals: u64,
     pub reads: u64,
     pub mount_lookups: u64,
+    /// Cached logins found gone on the server (and replaced).
+    pub stale_logins: u64,
 }
 
 #[derive(Default)]
@@ -646,6 +648,54 @@ impl AppResolver {
 
     async fn read_path(&self, path: &str) -> Result<Arc<Values>, VaultError> {
         let token = self.token().await?;
+        match self.read_with(&token, path).await {
+            Err(VaultError::Denied { .. }) if self.stale_login(&token).await => {
+                // The cached login no longer exists on the server (Vault restored or
+                // restarted, token revoked): log in once more and retry once.
+                self.vault.count(|c| c.stale_logins += 1);
+                let token = self.token().await?;
+                self.read_with(&token, path).await
+            }
+            r => r,
+        }
+    }
+
+    /// After a 403: true (and the cache slot emptied) when `token` is a cached login that
+    /// Vault no longer knows. A real ACL denial keeps the token, so a denied path never
+    /// turns into a login per reconcile.
+    async fn stale_login(&self, token: &Secret) -> bool {
+        if matches!(self.auth, Auth::Token(_)) {
+            return false;
+        }
+        let Ok(client) = self.client(Some(token.expose())) else {
+            return false;
+        };
+        let gone = matches!(
+            self.call(
+                "auth/token/lookup-self",
+                vaultrs::token::lookup_self(&client)
+            )
+            .await,
+            Err(VaultError::Denied { .. })
+        );
+        if gone {
+            let slot = lock(&self.vault.shared.tokens)
+                .get(&self.token_key())
+                .cloned();
+            if let Some(slot) = slot {
+                let mut guard = slot.lock().await;
+                if guard
+                    .as_ref()
+                    .is_some_and(|c| c.token.expose() == token.expose())
+                {
+                    *guard = None;
+                }
+            }
+        }
+        gone
+    }
+
+    async fn read_with(&self, token: &Secret, path: &str) -> Result<Arc<Values>, VaultError> {
         let client = self.client(Some(token.expose()))?;
         let (mount_path, version) = self.mount_of(&client, path).await?;
         let mount = mount_path.trim_end_matches('/');
@@ -848,6 +898,84 @@ mod tests {
         assert!(v.spend("a").is_ok());
         assert!(matches!(v.spend("a"), Err(VaultError::Budget { .. })));
         assert!(v.spend("b").is_ok());
+    }
+
+    #[test]
+    fn failures_are_classed_for_retry() {
+        let p = || "secret/a".to_owned();
+        for (e, class) in [
+            (VaultError::Timeout { path: p() }, FailureClass::Transient),
+            (
+                VaultError::Unavailable { path: p() },
+                FailureClass::Transient,
+            ),
+            (
+                VaultError::Unreachable {
+                    path: p(),
+                    cause: "refused".into(),
+                },
+                FailureClass::Transient,
+            ),
+            (
+                VaultError::Budget { per_minute: 1 },
+                FailureClass::Transient,
+            ),
+            (VaultError::Denied { path: p() }, FailureClass::Stalled),
+            (
+                VaultError::Policy {
+                    path: p(),
+                    policy: "x".into(),
+                    prefixes: vec![],
+                },
+                FailureClass::Stalled,
+            ),
+            (VaultError::NotFound { path: p() }, FailureClass::Failed),
+            (
+                VaultError::KeyMissing {
+                    path: p(),
+                    key: "k".into(),
+                },
+                FailureClass::Failed,
+            ),
+        ] {
+            assert_eq!(e.class(), class, "{e}");
+        }
+        // A login keeps the class of what failed under it.
+        let e = VaultError::Login {
+            method: "kubernetes",
+            mount: "kubernetes".into(),
+            cause: "x".into(),
+            class: FailureClass::Transient,
+        };
+        assert_eq!(e.class(), FailureClass::Transient);
+    }
+
+    #[test]
+    fn a_render_reports_its_most_pressing_failure() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = Vault::default().resolver(
+            rt.handle().clone(),
+            Endpoint {
+                address: "http://127.0.0.1:1".into(),
+                namespace: None,
+                ca_pem: None,
+                timeout: Duration::from_millis(500),
+            },
+            Auth::Token(Secret::new("t".into())),
+            "ns/app".into(),
+            "system:serviceaccount:ns:sa".into(),
+            vec![("tenants".into(), vec!["secret/data/a/".into()])],
+        );
+        assert_eq!(r.failure(), None);
+        let _ = r.resolve("secret/b/x", "k");
+        assert_eq!(r.failure(), Some(FailureClass::Stalled));
+        // The address is unreachable: transient wins over the policy refusal.
+        let _ = r.resolve("secret/a/x", "k");
+        assert_eq!(r.failure(), Some(FailureClass::Transient));
     }
 
     #[test]
