@@ -64,6 +64,11 @@ async fn token_auth_resolves_into_a_secret_follows_changes_and_fails_safe() {
         &r.work.join("app/db.yaml"),
         "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n  api: ref+vault://kv/team-a/api#key\n",
     );
+    // The whole-Secret form: every key of one path.
+    support::write(
+        &r.work.join("app/all.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: all\n  annotations: {lockstep.dev/vault-path: secret/team-a/db}\n",
+    );
     support::git::git(&r.work, &["add", "-A"]);
     support::git::git(&r.work, &["commit", "-q", "-m", "vault refs"]);
     r.publish();
@@ -86,6 +91,8 @@ async fn token_auth_resolves_into_a_secret_follows_changes_and_fails_safe() {
     let s = h.secret(NS, "db").await.expect("db applied");
     assert_eq!(secret_value(&s, "password"), format!("{CANARY}-1"));
     assert_eq!(secret_value(&s, "api"), "v1-value");
+    let all = h.secret(NS, "all").await.expect("all applied");
+    assert_eq!(secret_value(&all, "password"), format!("{CANARY}-1"));
 
     // A value changed in Vault reaches the Secret on the next reconcile.
     bao.run(&[

@@ -806,6 +806,10 @@ fn classify(path: &str, e: ClientError) -> VaultError {
 }
 
 impl VaultResolver for AppResolver {
+    fn resolve_all(&self, path: &str) -> Result<Vec<(String, SecretValue)>, String> {
+        self.all_values(path).map_err(|e| e.to_string())
+    }
+
     fn resolve(&self, path: &str, key: &str) -> Result<SecretValue, String> {
         let path = path.trim_matches('/');
         let values = self.read_all(path).map_err(|e| e.to_string())?;
@@ -820,6 +824,19 @@ impl VaultResolver for AppResolver {
                 }
                 .to_string()
             })
+    }
+}
+
+impl AppResolver {
+    /// Every string value at `path`, sorted by key.
+    pub fn all_values(&self, path: &str) -> Result<Vec<(String, SecretValue)>, VaultError> {
+        let values = self.read_all(path.trim_matches('/'))?;
+        let mut out: Vec<(String, SecretValue)> = values
+            .iter()
+            .map(|(k, v)| (k.clone(), SecretValue::new(v.expose().to_vec())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 }
 
