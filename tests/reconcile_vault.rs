@@ -627,6 +627,14 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
         1,
         "a denial does not log in again"
     );
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .condition("Stalled")
+            .is_some_and(|c| c.status == "True"),
+        "a denial waits for a change, no backoff loop"
+    );
 
     // A key missing at the path.
     vault_secret_app(
@@ -739,4 +747,94 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
         assert!(!events.contains(&form), "an Event holds {form}");
         assert!(!metrics.contains(&form), "metrics hold {form}");
     }
+}
+
+/// Vault sealed, then hung: not applied, status names the cause, retried with backoff
+/// (never Stalled), and the app recovers on its own once Vault answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_and_hung_vault_are_transient_and_named() {
+    let bao = tokio::task::spawn_blocking(|| {
+        let bao = OpenBao::start();
+        bao.run(&["kv", "put", "-mount=secret", "team-a/db", "password=p1"]);
+        bao.policy(
+            "team-a",
+            "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+        );
+        bao
+    })
+    .await
+    .unwrap();
+    let token = bao.token(&["team-a"], "1h");
+    let h = Harness::start().await;
+    let r = TestRepo::new(0);
+    h.tenant(NS).await;
+    h.policy("tenants", &r.srv_dir(), json!({})).await;
+    create_json::<Secret>(
+        &Api::namespaced(h.admin.clone(), NS),
+        json!({"metadata": {"name": "vault-token"}, "stringData": {"token": token}}),
+    )
+    .await;
+    let c1 = vault_secret_app(
+        &r,
+        "app/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
+    );
+    h.application(
+        NS,
+        "app",
+        json!({
+            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
+            "serviceAccountName": "deployer",
+            "interval": "1m",
+            "retryInterval": "1m",
+            "timeout": "30s",
+            "prune": true,
+            "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
+        }),
+    )
+    .await;
+    h.wait_ready(NS, "app", Some(&c1)).await;
+    let not_stalled = |a: &lockstep::controller::application::Application| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.condition("Stalled"))
+            .is_none_or(|c| c.status != "True")
+    };
+
+    // Sealed.
+    bao.seal();
+    h.request_reconcile(NS, "app").await;
+    let app = h
+        .wait_not_ready(
+            NS,
+            "app",
+            "BuildFailed",
+            "Vault is sealed (\"secret/team-a/db\")",
+        )
+        .await;
+    assert!(
+        ready_message(&app).contains("app/db.yaml"),
+        "{}",
+        ready_message(&app)
+    );
+    assert!(not_stalled(&app));
+    // Unsealed: the backoff retry (well before the one-minute retryInterval) recovers.
+    bao.unseal();
+    h.wait_ready(NS, "app", Some(&c1)).await;
+
+    // Hung: every call is cut at the timeout and named.
+    bao.pause();
+    h.request_reconcile(NS, "app").await;
+    let app = h
+        .wait_not_ready(
+            NS,
+            "app",
+            "BuildFailed",
+            "Vault timed out on \"secret/team-a/db\"",
+        )
+        .await;
+    assert!(not_stalled(&app));
+    assert!(h.secret(NS, "db").await.is_some(), "nothing pruned");
+    bao.resume();
+    h.wait_ready(NS, "app", Some(&c1)).await;
 }

@@ -86,7 +86,9 @@ pub enum VaultError {
     KeyMissing { path: String, key: String },
     #[error("Vault timed out on {path:?}")]
     Timeout { path: String },
-    #[error("Vault is sealed or unavailable ({path:?})")]
+    #[error("Vault is sealed ({path:?})")]
+    Sealed { path: String },
+    #[error("Vault is unavailable ({path:?})")]
     Unavailable { path: String },
     #[error("Vault unreachable ({path:?}): {cause}")]
     Unreachable { path: String, cause: String },
@@ -110,6 +112,7 @@ impl VaultError {
         match self {
             VaultError::Policy { .. } | VaultError::Denied { .. } => FailureClass::Stalled,
             VaultError::Timeout { .. }
+            | VaultError::Sealed { .. }
             | VaultError::Unavailable { .. }
             | VaultError::Unreachable { .. }
             | VaultError::Budget { .. } => FailureClass::Transient,
@@ -779,6 +782,15 @@ fn classify(path: &str, e: ClientError) -> VaultError {
     match e {
         ClientError::APIError { code: 403, .. } => VaultError::Denied { path },
         ClientError::APIError { code: 404, .. } => VaultError::NotFound { path },
+        // Vault's own error text, checked for the one word that tells sealed from
+        // overloaded; it is never copied into the message.
+        ClientError::APIError { code: 503, errors }
+            if errors
+                .iter()
+                .any(|e| e.to_ascii_lowercase().contains("sealed")) =>
+        {
+            VaultError::Sealed { path }
+        }
         ClientError::APIError { code: 503, .. } => VaultError::Unavailable { path },
         ClientError::APIError { code, .. } => VaultError::Unreachable {
             path,
@@ -926,6 +938,7 @@ mod tests {
                 VaultError::Unavailable { path: p() },
                 FailureClass::Transient,
             ),
+            (VaultError::Sealed { path: p() }, FailureClass::Transient),
             (
                 VaultError::Unreachable {
                     path: p(),

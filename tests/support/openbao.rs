@@ -94,9 +94,49 @@ impl OpenBao {
         }
     }
 
+    /// Freezes the server (SIGSTOP to its PID): connections are accepted by the kernel
+    /// and never answered, which is what a hung Vault looks like to a client.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Seals the dev server; [`OpenBao::unseal`] opens it again with the dev unseal key.
+    pub fn seal(&self) {
+        self.run(&["operator", "seal"]);
+    }
+
+    pub fn unseal(&self) {
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let key = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key: "))
+            .expect("the dev server prints its unseal key")
+            .trim()
+            .to_owned();
+        self.run(&["operator", "unseal", &key]);
+    }
+
     /// Stops the server (by its PID) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // Never leave a frozen server behind (see `pause`).
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
