@@ -289,6 +289,8 @@ async fn start_vault(
             .map_err(|_| fail("no randomness"))?;
         Ok(b.iter().map(|x| format!("{x:02x}")).collect())
     };
+    // A throwaway dev server on loopback, gone with the quickstart: its random root token
+    // on the command line (visible to local users in `ps`) guards nothing that outlives it.
     let root = random(16)?;
     let home = workdir.join("bao");
     std::fs::create_dir_all(&home).map_err(fail)?;
