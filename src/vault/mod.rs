@@ -90,6 +90,8 @@ pub enum VaultError {
     Sealed { path: String },
     #[error("Vault is unavailable ({path:?})")]
     Unavailable { path: String },
+    #[error("Vault rejected the request for {path:?} (status {code})")]
+    Rejected { path: String, code: u16 },
     #[error("Vault unreachable ({path:?}): {cause}")]
     Unreachable { path: String, cause: String },
     #[error("Vault login failed ({method} at mount {mount:?}): {cause}")]
@@ -120,6 +122,7 @@ impl VaultError {
             VaultError::NotFound { .. }
             | VaultError::KeyMissing { .. }
             | VaultError::NotString { .. }
+            | VaultError::Rejected { .. }
             | VaultError::Client(_) => FailureClass::Failed,
         }
     }
@@ -792,6 +795,11 @@ fn classify(path: &str, e: ClientError) -> VaultError {
             VaultError::Sealed { path }
         }
         ClientError::APIError { code: 503, .. } => VaultError::Unavailable { path },
+        // A request Vault will refuse again (a bad AppRole id, a malformed call): no
+        // backoff loop against Vault, the app's retry interval instead.
+        ClientError::APIError { code, .. } if (400..500).contains(&code) && code != 429 => {
+            VaultError::Rejected { path, code }
+        }
         ClientError::APIError { code, .. } => VaultError::Unreachable {
             path,
             cause: format!("status {code}"),
@@ -960,6 +968,13 @@ mod tests {
                 FailureClass::Stalled,
             ),
             (VaultError::NotFound { path: p() }, FailureClass::Failed),
+            (
+                VaultError::Rejected {
+                    path: p(),
+                    code: 400,
+                },
+                FailureClass::Failed,
+            ),
             (
                 VaultError::KeyMissing {
                     path: p(),
