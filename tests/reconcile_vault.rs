@@ -525,17 +525,19 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
     let port = support::git::free_port();
     let log_path = dir.path().join("controller.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = std::process::Command::new(support::lockstep_bin())
-        .args(["controller", "--namespace", "lockstep-system", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("LOCKSTEP_LOG", "trace")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("controller starts");
+    let mut child = KillOnDrop(
+        std::process::Command::new(support::lockstep_bin())
+            .args(["controller", "--namespace", "lockstep-system", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("LOCKSTEP_LOG", "trace")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("controller starts"),
+    );
 
     h.application(
         NS,
@@ -729,8 +731,7 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
     // Nothing outside saw a value.
     let metrics = metrics_of(port).await;
     assert!(metrics.contains("lockstep_reconciles_total"), "{metrics}");
-    let _ = child.kill();
-    let _ = child.wait();
+    child.stop();
     let logs = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         logs.lines().count() > 20,
@@ -837,4 +838,20 @@ async fn sealed_and_hung_vault_are_transient_and_named() {
     assert!(h.secret(NS, "db").await.is_some(), "nothing pruned");
     bao.resume();
     h.wait_ready(NS, "app", Some(&c1)).await;
+}
+
+/// The controller process, stopped by its PID even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
