@@ -42,6 +42,22 @@ pub struct Setup {
     pub project: PathBuf,
     /// How long the Applications may take to settle.
     pub settle_timeout: Duration,
+    /// OpenBao's `bao`: when set, a dev server is started and the Vault example tenant
+    /// (examples/vault/) added.
+    pub bao: Option<PathBuf>,
+}
+
+/// The address the Vault example's Application names until the quickstart replaces it.
+pub const VAULT_ADDR_PLACEHOLDER: &str = "http://vault.quickstart.invalid:8200";
+
+/// A `bao server -dev` the quickstart started; killed (by its PID) when dropped.
+struct DevVault(std::process::Child);
+
+impl Drop for DevVault {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Progress and results, reported as they happen.
@@ -105,6 +121,7 @@ pub struct Environment {
     pub handle: Handle,
     controller: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
+    vault: Option<DevVault>,
 }
 
 impl Environment {
@@ -112,6 +129,7 @@ impl Environment {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.controller).await;
+        drop(self.vault);
         self.cluster.shutdown().await;
     }
 
@@ -177,6 +195,29 @@ pub async fn start(opts: &Setup, report: &dyn Report) -> Result<Environment, Qui
     report.step(&format!(
         "example tenants created from examples/cluster/ ({tenants} objects)"
     ));
+    let vault = match &opts.bao {
+        Some(bao) => Some(
+            start_vault(
+                bao,
+                &cluster,
+                &admin,
+                &discovery,
+                workdir.path(),
+                &repo_url,
+                project,
+                report,
+            )
+            .await?,
+        ),
+        None => {
+            report.step(
+                "no OpenBao `bao` on PATH: the Vault example (examples/vault/) is skipped; \
+                 put `bao` on PATH (scripts/install-test-tools puts it in .tools/bin) and run \
+                 the quickstart again to see an app read its Secret from Vault",
+            );
+            None
+        }
+    };
 
     // The controller runs as the service account deploy/ made for it, not as admin.
     let token = cluster
@@ -219,7 +260,152 @@ pub async fn start(opts: &Setup, report: &dyn Report) -> Result<Environment, Qui
         handle,
         controller,
         stop,
+        vault,
     })
+}
+
+/// Starts `bao server -dev` on a free loopback port, stores one value, configures
+/// Kubernetes auth against devcluster (reviewer account from examples/vault/) and adds the
+/// Vault example tenant, whose Application reads that value as its own service account.
+#[allow(clippy::too_many_arguments)]
+async fn start_vault(
+    bao: &Path,
+    cluster: &devcluster::DevCluster,
+    admin: &kube::Client,
+    discovery: &Discovery,
+    workdir: &Path,
+    repo_url: &str,
+    project: &Path,
+    report: &dyn Report,
+) -> Result<DevVault, QuickstartError> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| fail(format!("a free port for OpenBao: {e}")))?
+        .port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let random = |n: usize| -> Result<String, QuickstartError> {
+        let mut b = vec![0u8; n];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+            .map_err(|_| fail("no randomness"))?;
+        Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    };
+    // A throwaway dev server on loopback, gone with the quickstart: its random root token
+    // on the command line (visible to local users in `ps`) guards nothing that outlives it.
+    let root = random(16)?;
+    let home = workdir.join("bao");
+    std::fs::create_dir_all(&home).map_err(fail)?;
+    let log = std::fs::File::create(home.join("server.log")).map_err(fail)?;
+    let child = std::process::Command::new(bao)
+        .args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={root}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ])
+        .env("HOME", &home)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(fail)?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| fail(format!("{}: {e}", bao.display())))?;
+    let server = DevVault(child);
+    let run = |args: &[&str], stdin: Option<&str>| -> Result<String, QuickstartError> {
+        use std::io::Write;
+        let mut c = std::process::Command::new(bao)
+            .args(args)
+            .env("BAO_ADDR", &addr)
+            .env("BAO_TOKEN", &root)
+            .env("HOME", &home)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("{}: {e}", bao.display())))?;
+        if let (Some(text), Some(mut w)) = (stdin, c.stdin.take()) {
+            w.write_all(text.as_bytes()).map_err(fail)?;
+        }
+        let out = c.wait_with_output().map_err(fail)?;
+        if !out.status.success() {
+            // `bao` errors name the request, never the secret arguments.
+            return Err(fail(format!(
+                "bao {}: {}",
+                args.first().copied().unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run(&["status"], None).is_err() {
+        if Instant::now() > deadline {
+            return Err(fail("OpenBao dev server did not come up within 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let value = random(12)?;
+    run(
+        &[
+            "kv",
+            "put",
+            "-mount=secret",
+            "tenants/team-vault/db",
+            &format!("password={value}"),
+        ],
+        None,
+    )?;
+    drop(value);
+    run(
+        &["policy", "write", "team-vault", "-"],
+        Some("path \"secret/data/tenants/team-vault/*\" { capabilities = [\"read\"] }\n"),
+    )?;
+    let objects = read_objects(
+        &project.join("examples/vault/cluster.yaml"),
+        &[
+            (EXAMPLE_REPO_PLACEHOLDER, repo_url),
+            (VAULT_ADDR_PLACEHOLDER, &addr),
+        ],
+    )?;
+    // The Application last, once Vault can log it in: a denied first login would stall it.
+    let (apps, rest): (Vec<RenderedObject>, Vec<RenderedObject>) = objects
+        .into_iter()
+        .partition(|o| o.doc.get("kind").and_then(|k| k.as_str()) == Some("Application"));
+    apply_objects(admin, discovery, &rest).await?;
+    let reviewer = cluster
+        .service_account_token("vault-auth", "vault-reviewer")
+        .map_err(|e| fail(format!("token for vault-auth/vault-reviewer: {e:?}")))?;
+    let ca = home.join("kubernetes-ca.pem");
+    std::fs::write(&ca, cluster.ca_pem()).map_err(fail)?;
+    run(&["auth", "enable", "kubernetes"], None)?;
+    run(
+        &[
+            "write",
+            "auth/kubernetes/config",
+            &format!("kubernetes_host={}", cluster.url()),
+            &format!("kubernetes_ca_cert=@{}", ca.display()),
+            &format!("token_reviewer_jwt={reviewer}"),
+            "disable_local_ca_jwt=true",
+        ],
+        None,
+    )?;
+    run(
+        &[
+            "write",
+            "auth/kubernetes/role/team-vault",
+            "bound_service_account_names=deployer",
+            "bound_service_account_namespaces=team-vault",
+            &format!("audience={addr}"),
+            "policies=team-vault",
+            "ttl=1h",
+        ],
+        None,
+    )?;
+    apply_objects(admin, discovery, &apps).await?;
+    report.step(&format!(
+        "OpenBao dev server at {addr} (Kubernetes auth against devcluster); tenant team-vault \
+         reads Secret db from secret/tenants/team-vault/db ({} objects from examples/vault/)",
+        rest.len() + apps.len()
+    ));
+    Ok(server)
 }
 
 /// Waits until every Application has a verdict for its generation (Ready true, or a
@@ -558,7 +744,7 @@ pub async fn install_kustomization(
     let mut objects = Vec::new();
     for res in &k.resources {
         let path = dir.join(res);
-        objects.extend(read_objects(&path, None)?);
+        objects.extend(read_objects(&path, &[])?);
     }
     apply_objects(client, discovery, &objects).await?;
     Ok(objects.len())
@@ -572,14 +758,15 @@ pub async fn install_dir(
     dir: &Path,
     subst: Option<(&str, &str)>,
 ) -> Result<usize, QuickstartError> {
-    let objects = read_objects(dir, subst)?;
+    let substs: Vec<(&str, &str)> = subst.into_iter().collect();
+    let objects = read_objects(dir, &substs)?;
     apply_objects(client, discovery, &objects).await?;
     Ok(objects.len())
 }
 
 fn read_objects(
     path: &Path,
-    subst: Option<(&str, &str)>,
+    substs: &[(&str, &str)],
 ) -> Result<Vec<RenderedObject>, QuickstartError> {
     let files: Vec<PathBuf> = if path.is_dir() {
         render::manifest_files(path, render::Limits::default())
@@ -602,7 +789,7 @@ fn read_objects(
     for f in files {
         let mut text =
             std::fs::read_to_string(&f).map_err(|e| fail(format!("{}: {e}", f.display())))?;
-        if let Some((from, to)) = subst {
+        for (from, to) in substs {
             text = text.replace(from, to);
         }
         render::render_file(&f, text.as_bytes(), &opts, &mut out).map_err(fail)?;

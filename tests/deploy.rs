@@ -648,6 +648,36 @@ async fn deploy_installs_and_the_reconciler_cannot_read_tenant_secrets() {
             .await;
     }
 
+    // Vault Kubernetes auth: team-payments' deployer may request a token of itself (the
+    // vault-login Role), of nobody else, and the reconciler may not request one at all.
+    let payments = "system:serviceaccount:team-payments:deployer";
+    let token_of =
+        |sa: &'static str, ns: &'static str| vec!["create", sa, "--subresource=token", "-n", ns];
+    env.can_i(
+        payments,
+        &token_of("serviceaccount/deployer", "team-payments"),
+        true,
+    )
+    .await;
+    env.can_i(
+        payments,
+        &token_of("serviceaccount/deployer", "team-frontend"),
+        false,
+    )
+    .await;
+    env.can_i(
+        c,
+        &token_of("serviceaccount/deployer", "team-payments"),
+        false,
+    )
+    .await;
+    env.can_i(
+        "system:serviceaccount:team-frontend:deployer",
+        &token_of("serviceaccount/deployer", "team-payments"),
+        false,
+    )
+    .await;
+
     // The same, as real requests with the reconciler's own token: what the controller
     // will send. Reading the tenant's decryption Secret works only as the tenant.
     let token = env

@@ -61,6 +61,7 @@ fn the_quickstart_settles_the_examples_and_leaves_nothing_behind() {
         .lockstep(["quickstart", "-o", "json", "--project"])
         .arg(repo(""))
         .env("TMPDIR", &tmp)
+        .env("PATH", path_without_bao())
         .current_dir(sb.dir()));
     assert_eq!(out.code, 0, "quickstart failed:\n{}", out.all_text());
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
@@ -84,6 +85,13 @@ fn the_quickstart_settles_the_examples_and_leaves_nothing_behind() {
             assert!(!a["objects"].as_array().unwrap().is_empty(), "{a}");
         }
     }
+    assert!(!names.contains(&"vault"), "{names:?}");
+    assert!(
+        out.all_text().contains("no OpenBao `bao` on PATH")
+            && out.all_text().contains("put `bao` on PATH"),
+        "the quickstart says how to add the Vault example:\n{}",
+        out.all_text()
+    );
     assert!(summary["push"].is_array(), "{summary}");
     assert!(summary["drift"].is_array(), "{summary}");
     let secrets = summary["secrets"].as_array().unwrap();
@@ -109,4 +117,71 @@ fn the_quickstart_settles_the_examples_and_leaves_nothing_behind() {
         })
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// PATH without any directory holding an executable `bao`.
+fn path_without_bao() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::env::split_paths(&path).filter(|d| !d.join("bao").is_file())).unwrap()
+}
+
+/// With OpenBao's `bao` on PATH the quickstart starts a dev server and adds the Vault
+/// example tenant: its Application reads a Secret through Kubernetes auth and settles
+/// Ready; the server is gone afterwards.
+#[test]
+fn the_quickstart_adds_a_vault_app_when_bao_is_on_path() {
+    let sb = Sandbox::new();
+    let tools = repo(".tools/bin");
+    let bao = support::openbao::bao_bin();
+    let dir = bao.parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        [dir, tools]
+            .into_iter()
+            .chain(std::env::split_paths(&path_without_bao())),
+    )
+    .unwrap();
+    let tmp = sb.tmp();
+    let out = run(sb
+        .lockstep(["quickstart", "-o", "json", "--project"])
+        .arg(repo(""))
+        .env("TMPDIR", &tmp)
+        .env("PATH", &path)
+        .current_dir(sb.dir()));
+    assert_eq!(out.code, 0, "quickstart failed:\n{}", out.all_text());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert_eq!(summary["ok"], true, "{summary}");
+    let vault = summary["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["namespace"] == "team-vault")
+        .unwrap_or_else(|| panic!("no Vault app: {summary}"));
+    assert_eq!(vault["ready"], true, "{vault}");
+    assert_eq!(
+        vault["objects"],
+        serde_json::json!(["Secret team-vault/db"])
+    );
+    let secret = summary["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["namespace"] == "team-vault")
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(secret["keys"], serde_json::json!(["password"]));
+    let text = out.all_text();
+    assert!(
+        text.contains("OpenBao dev server at http://127.0.0.1:"),
+        "{text}"
+    );
+    // The dev server the quickstart started is gone with it (the port answers no more).
+    let addr = text
+        .split("OpenBao dev server at http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "OpenBao still listening at {addr}"
+    );
 }

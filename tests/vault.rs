@@ -357,3 +357,173 @@ fn hundred_apps_ten_refs_one_login_per_tenant_one_read_per_path() {
     );
     assert_eq!(rows[1], (0, 500, 0), "warm: cached tokens and mounts");
 }
+
+/// The same 100 apps with Kubernetes auth against devcluster: each of the 10 tenants'
+/// `deployer` logs in to its own role with a TokenRequest token bound to the Vault
+/// audience. Logins counted in OpenBao's audit log, TokenRequests in devcluster's metrics.
+#[test]
+fn hundred_apps_kubernetes_auth_one_login_and_one_token_request_per_tenant() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    use kube::Api;
+    use kube::api::PostParams;
+    use serde_json::json;
+
+    let bao = OpenBao::start();
+    for p in 0..5 {
+        bao.run(&[
+            "kv",
+            "put",
+            "-mount=secret",
+            &format!("apps/p{p}"),
+            "a=1",
+            "b=2",
+        ]);
+    }
+    bao.policy(
+        "apps",
+        "path \"secret/data/apps/*\" { capabilities = [\"read\"] }\n",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (cluster, admin) = rt.block_on(async {
+        let cluster = devcluster::DevCluster::start(devcluster::Config::default())
+            .await
+            .unwrap();
+        let admin = support::cluster::client_with_token(&cluster, &cluster.admin_token()).await;
+        async fn create<K>(api: Api<K>, v: serde_json::Value)
+        where
+            K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+        {
+            api.create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+                .await
+                .unwrap();
+        }
+        for ns in (0..10).map(|t| format!("t{t}")).chain(["vault-auth".into()]) {
+            create::<Namespace>(Api::all(admin.clone()), json!({"metadata": {"name": ns}})).await;
+            let sa = if ns == "vault-auth" { "vault-reviewer" } else { "deployer" };
+            create::<ServiceAccount>(
+                Api::namespaced(admin.clone(), &ns),
+                json!({"metadata": {"name": sa}}),
+            )
+            .await;
+        }
+        create::<ClusterRoleBinding>(
+            Api::all(admin.clone()),
+            json!({
+                "metadata": {"name": "vault-reviewer"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+                "subjects": [{"kind": "ServiceAccount", "name": "vault-reviewer", "namespace": "vault-auth"}],
+            }),
+        )
+        .await;
+        (cluster, admin)
+    });
+    let reviewer = cluster
+        .service_account_token("vault-auth", "vault-reviewer")
+        .unwrap();
+    bao.kubernetes_auth(&cluster.url(), &cluster.ca_pem(), &reviewer);
+    for t in 0..10 {
+        bao.kubernetes_role(
+            &format!("t{t}"),
+            &format!("t{t}"),
+            "deployer",
+            "apps",
+            &bao.addr,
+        );
+    }
+    let jwt_for = |ns: String| -> vault::JwtSource {
+        let (admin, audience) = (admin.clone(), bao.addr.clone());
+        std::sync::Arc::new(move || {
+            let (admin, audience, ns) = (admin.clone(), audience.clone(), ns.clone());
+            Box::pin(async move {
+                let api: Api<ServiceAccount> = Api::namespaced(admin, &ns);
+                let req = TokenRequest {
+                    spec: Some(TokenRequestSpec {
+                        audiences: Some(vec![audience]),
+                        expiration_seconds: Some(600),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                api.create_token_request("deployer", &Default::default(), &req)
+                    .await
+                    .ok()
+                    .and_then(|r| r.status)
+                    .and_then(|s| s.token)
+                    .map(Secret::new)
+                    .ok_or_else(|| {
+                        (
+                            "TokenRequest failed".to_owned(),
+                            vault::FailureClass::Transient,
+                        )
+                    })
+            })
+        })
+    };
+    let v = Vault::default();
+    let token_requests = || {
+        cluster.request_count_where(&[
+            ("verb", "create"),
+            ("resource", "serviceaccounts"),
+            ("user", "admin"),
+        ])
+    };
+    let mut rows = Vec::new();
+    for round in ["cold", "warm"] {
+        let (l0, t0) = (
+            bao.audited(|p| p == "auth/kubernetes/login"),
+            token_requests(),
+        );
+        let audited_reads = || {
+            (0..5)
+                .map(|p| {
+                    support::openbao::audited_reads(
+                        &bao.audit_path(),
+                        &format!("secret/data/apps/p{p}"),
+                    )
+                })
+                .sum::<usize>()
+        };
+        let r0 = audited_reads();
+        let started = std::time::Instant::now();
+        for app in 0..100 {
+            let tenant = format!("t{}", app / 10);
+            let auth = Auth::Kubernetes {
+                mount: "kubernetes".into(),
+                role: tenant.clone(),
+                jwt: jwt_for(tenant.clone()),
+            };
+            let (v, ep) = (v.clone(), endpoint(&bao));
+            blocking(&rt, move |h| {
+                let r = v.resolver(
+                    h,
+                    ep,
+                    auth,
+                    format!("{tenant}/app{app}"),
+                    format!("system:serviceaccount:{tenant}:deployer"),
+                    vec![],
+                );
+                for i in 0..10 {
+                    let key = if i % 2 == 0 { "a" } else { "b" };
+                    r.resolve(&format!("secret/apps/p{}", i / 2), key).unwrap();
+                }
+            });
+        }
+        let logins = bao.audited(|p| p == "auth/kubernetes/login") - l0;
+        let trs = token_requests() - t0;
+        let reads = audited_reads() - r0;
+        eprintln!(
+            "{round}: 100 apps x 10 refs, Kubernetes auth: {logins} logins, {trs} TokenRequests, {reads} reads, {:?}",
+            started.elapsed()
+        );
+        rows.push((logins, trs, reads));
+    }
+    assert_eq!(
+        rows[0],
+        (10, 10, 500),
+        "cold: one login and one TokenRequest per tenant"
+    );
+    assert_eq!(rows[1], (0, 0, 500), "warm: cached tokens, no TokenRequest");
+    rt.block_on(cluster.shutdown());
+}

@@ -1032,15 +1032,33 @@ fn decode_object(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// The body's apiVersion/kind must name the URL's resource.
-fn check_type(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+/// kube-apiserver decodes a body with the endpoint's group, version and kind as defaults:
+/// a body without `kind` or `apiVersion` (what Vault's kubernetes auth posts as its
+/// TokenReview, say) takes them from the URL; one that names others is refused.
+fn check_type(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(map) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{obj}'"
+        )));
+    };
+    if map
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        map.insert("kind".into(), json!(def.kind));
+    }
+    if map
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        map.insert("apiVersion".into(), json!(def.api_version()));
+    }
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if kind.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{}'",
-            obj
-        )));
-    }
     if kind != def.kind || (!api_version.is_empty() && api_version != def.api_version()) {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) or kind ({kind}) does not match the expected API version ({}) and kind ({})",
@@ -1191,15 +1209,15 @@ fn create(
         return Err(ApiError::method_not_allowed());
     }
     if t.def.is_virtual() {
-        let obj = decode_review(headers, bytes)?;
-        check_type(&t.def, &obj)?;
+        let mut obj = decode_review(headers, bytes)?;
+        check_type(&t.def, &mut obj)?;
         let out = s
             .authn
             .review(&t.def.kind, t.namespace.as_deref(), &obj, user)?;
         return Ok(json_response(201, &out));
     }
     let mut obj = decode_object(headers, bytes)?;
-    check_type(&t.def, &obj)?;
+    check_type(&t.def, &mut obj)?;
     check_identity(t, &mut obj, None)?;
     rbac_guard(s, t, user)(None, &obj)?;
     let warnings = field_validation(q, &t.def, decoded_unknown(&t.def, &mut obj), false)?;
@@ -1531,7 +1549,7 @@ fn update(
         })?;
         return Ok(json_response(200, &served_stamped(&def, &out.object)));
     }
-    check_type(&t.def, &obj)?;
+    check_type(&t.def, &mut obj)?;
     check_identity(t, &mut obj, Some(&name))?;
     if t.def.is_custom() && meta_str(&obj, "resourceVersion").is_empty() && t.sub.is_none() {
         return Err(ApiError::invalid(

@@ -729,3 +729,91 @@ async fn escalation_prevention_for_bindings() {
     assert_eq!(out["status"]["allowed"], false, "{out}");
     env.cluster.shutdown().await;
 }
+
+/// kube-apiserver takes a body's missing `apiVersion` and `kind` from the URL: Vault's
+/// kubernetes auth posts its TokenReview as a bare `{"spec": {...}, "status": {...}}`
+/// (Go's zero TypeMeta), with an audience, and reads `status.user` back. A body naming
+/// another kind is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_without_type_take_it_from_the_url() {
+    let env = common::start().await;
+    team_a(&env).await;
+    let token = env
+        .kubectl_ok(&[
+            "create",
+            "token",
+            "deployer",
+            "-n",
+            "team-a",
+            "--audience=https://vault.example",
+        ])
+        .await
+        .trim()
+        .to_string();
+    let bare = env.write(
+        "bare-review.json",
+        &json!({"metadata": {"creationTimestamp": null},
+                "spec": {"token": token, "audiences": ["https://vault.example"]},
+                "status": {"user": {}}})
+        .to_string(),
+    );
+    let out: Value = serde_json::from_str(
+        &env.kubectl_ok(&[
+            "create",
+            "--raw",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "-f",
+            &bare,
+        ])
+        .await,
+    )
+    .expect("json");
+    assert_eq!(out["kind"], "TokenReview", "{out}");
+    assert_eq!(out["apiVersion"], "authentication.k8s.io/v1", "{out}");
+    assert_eq!(out["status"]["authenticated"], true, "{out}");
+    assert_eq!(out["status"]["user"]["username"], SA);
+    assert_eq!(out["status"]["audiences"], json!(["https://vault.example"]));
+
+    // An ordinary create too: the stored object has its kind.
+    let cm = env.write(
+        "bare-cm.json",
+        &json!({"metadata": {"name": "bare"}, "data": {"a": "1"}}).to_string(),
+    );
+    env.kubectl_ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/team-a/configmaps",
+        "-f",
+        &cm,
+    ])
+    .await;
+    let got: Value = serde_json::from_str(
+        &env.kubectl_ok(&["get", "cm", "bare", "-n", "team-a", "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(got["kind"], "ConfigMap");
+    assert_eq!(got["data"]["a"], "1");
+
+    // Another kind in the body is a 400, as before.
+    let wrong = env.write(
+        "wrong-kind.json",
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w"}}).to_string(),
+    );
+    let out = env
+        .kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/team-a/configmaps",
+            "-f",
+            &wrong,
+        ])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not match the expected API version (v1) and kind (ConfigMap)"),
+        "{}",
+        stderr(&out)
+    );
+    env.cluster.shutdown().await;
+}

@@ -30,6 +30,9 @@ pub struct Args {
     /// Leave devcluster and the controller running; print the kubeconfig and commands.
     #[arg(long)]
     keep_running: bool,
+    /// Skip the Vault example even when OpenBao's `bao` is on PATH.
+    #[arg(long)]
+    no_vault: bool,
     /// Output format of the summary.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     output: Output,
@@ -58,6 +61,16 @@ impl Report for Progress {
     }
 }
 
+/// The first executable `name` on PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 fn project_dir(arg: Option<PathBuf>) -> PathBuf {
     if let Some(p) = arg {
         return p;
@@ -75,6 +88,7 @@ pub fn run(args: Args) -> CliResult {
     let setup = Setup {
         project: project_dir(args.project),
         settle_timeout: Duration::from_secs(args.timeout),
+        bao: if args.no_vault { None } else { on_path("bao") },
     };
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new_spinner();

@@ -672,12 +672,13 @@ async fn run(
     };
     let resolver = match &valid.vault {
         None => None,
-        Some(v) => Some(
+        Some(v) => Some(Arc::new(
             vault_resolver(ctx, &as_app, valid, v, &policy_set)
                 .await
                 .map_err(&with_rev)?,
-        ),
+        )),
     };
+    let vault_outcome = resolver.clone();
     let render_checkout = checkout.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         let keep = render_checkout;
@@ -691,7 +692,7 @@ async fn run(
             sealing_identities: &sealing_ids,
             destination_namespace: Some(&destination),
             vault: match &resolver {
-                Some(r) => r,
+                Some(r) => r.as_ref(),
                 None => &render::NoVault,
             },
             limits: render::Limits::default(),
@@ -702,7 +703,17 @@ async fn run(
     })
     .await
     .map_err(|e| with_rev(Stop::failed(reason::BUILD_FAILED, e.to_string())))?
-    .map_err(|m| with_rev(Stop::failed(reason::BUILD_FAILED, m)))?;
+    .map_err(|m| {
+        // A Vault failure decides how soon to try again: Vault down, sealed or slow is
+        // retried with backoff; a refusal (policy, ACL, RBAC) waits for a change.
+        use crate::vault::FailureClass;
+        with_rev(match vault_outcome.as_ref().and_then(|r| r.failure()) {
+            Some(FailureClass::Transient) => Stop::transient(reason::BUILD_FAILED, m),
+            Some(FailureClass::Stalled) => Stop::stalled(reason::BUILD_FAILED, m),
+            _ => Stop::failed(reason::BUILD_FAILED, m),
+        })
+    })?;
+    drop(vault_outcome);
     drop(checkout);
     let mut objects: Vec<RenderedObject> = rendered;
 
@@ -1109,7 +1120,7 @@ async fn vault_resolver(
     policy_set: &crate::policy::PolicySet,
 ) -> Result<crate::vault::AppResolver, Stop> {
     use crate::controller::validate::VaultLogin;
-    use crate::vault::{Auth, Endpoint, Secret as VSecret};
+    use crate::vault::{Auth, Endpoint, FailureClass, Secret as VSecret};
     let text = |data: &BTreeMap<String, Vec<u8>>, key: &str, field: &str| {
         data.get(key)
             .and_then(|b| std::str::from_utf8(b).ok())
@@ -1185,14 +1196,35 @@ async fn vault_resolver(
                     let resp = api
                         .create_token_request(&sa, &Default::default(), &req)
                         .await
-                        .map_err(|e| {
-                            format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e))
+                        .map_err(|e| match &e {
+                            // The RBAC the tenant must grant, named exactly.
+                            kube::Error::Api(s) if s.code == 403 => (
+                                format!(
+                                    "system:serviceaccount:{ns}:{sa} may not request its own \
+                                     token: it needs create on serviceaccounts/token \
+                                     (resourceNames [{sa}]) in namespace {ns}"
+                                ),
+                                FailureClass::Stalled,
+                            ),
+                            kube::Error::Api(s) if s.code < 500 && s.code != 429 => (
+                                format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e)),
+                                FailureClass::Failed,
+                            ),
+                            _ => (
+                                format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e)),
+                                FailureClass::Transient,
+                            ),
                         })?;
                     resp.status
                         .and_then(|s| s.token)
                         .filter(|t| !t.is_empty())
                         .map(VSecret::new)
-                        .ok_or_else(|| format!("TokenRequest for {ns}/{sa}: no token returned"))
+                        .ok_or_else(|| {
+                            (
+                                format!("TokenRequest for {ns}/{sa}: no token returned"),
+                                FailureClass::Transient,
+                            )
+                        })
                 })
             });
             Auth::Kubernetes {
@@ -1212,7 +1244,9 @@ async fn vault_resolver(
         },
         auth,
         format!("{}/{}", valid.namespace, valid.name),
-        valid.service_account.clone(),
+        // The full identity: `deployer` of team-a and of team-b are two tenants, and
+        // one's Vault token must never serve the other.
+        valid.impersonated_user(),
         crate::vault::rules_of(policy_set),
     ))
 }

@@ -33,7 +33,16 @@ impl Default for Limits {
 pub trait VaultResolver {
     /// Returns the value at `path#key`.
     fn resolve(&self, path: &str, key: &str) -> Result<sealed::SecretValue, String>;
+
+    /// Every key at `path`, sorted by key (the whole-Secret form).
+    fn resolve_all(&self, path: &str) -> Result<Vec<(String, sealed::SecretValue)>, String> {
+        self.resolve(path, "").map(|_| Vec::new())
+    }
 }
+
+/// On a Secret, fills `data` with every key of one Vault path (`secret/team-a/db`); keys
+/// written in `data` or `stringData` win.
+pub const VAULT_PATH_ANNOTATION: &str = "lockstep.dev/vault-path";
 
 /// The resolver used when no Vault is configured: every reference is an error.
 pub struct NoVault;
@@ -390,7 +399,29 @@ pub(crate) fn render_doc(
         });
     }
     let mut vault_paths = Vec::new();
-    if kind == "Secret" && api == "v1" {
+    let is_secret = kind == "Secret" && api == "v1";
+    // References are resolved only in a Secret's data and stringData; anywhere else one
+    // would reach the cluster as literal text, or a tenant could route a value into a
+    // ConfigMap. Refused, before any Vault call.
+    stray_vault_refs(&doc, &origin, is_secret)?;
+    if !is_secret
+        && doc
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(VAULT_PATH_ANNOTATION))
+            .is_some()
+    {
+        return Err(RenderError {
+            file: origin.file.clone(),
+            object: Some(describe_doc(&doc, &origin)),
+            key: Some(format!(
+                "key path metadata.annotations.{VAULT_PATH_ANNOTATION}"
+            )),
+            message: "only a v1 Secret may take its data from Vault".into(),
+        });
+    }
+    if is_secret {
+        resolve_whole_secret(&mut doc, &origin, opts.vault, &mut vault_paths)?;
         resolve_vault_refs(&mut doc, &origin, opts.vault, &mut vault_paths)?;
     }
     // Anything that came out of a SOPS file held encrypted values, whatever its kind.
@@ -402,6 +433,160 @@ pub(crate) fn render_doc(
         vault_paths,
         holds_secrets,
     })
+}
+
+/// The first string that is a `ref+vault://` reference outside a Secret's data/stringData (and its
+/// vault-path annotation), as an error naming the key path. The text itself is not
+/// repeated.
+fn stray_vault_refs(doc: &Node, origin: &Origin, is_secret: bool) -> Result<(), RenderError> {
+    fn walk(node: &Node, path: &mut Vec<String>, found: &mut Option<String>) {
+        if found.is_some() {
+            return;
+        }
+        match node {
+            Node::Map(items) => {
+                for item in items {
+                    if let MapItem::Entry(k, v) = item {
+                        path.push(k.clone());
+                        walk(v, path, found);
+                        path.pop();
+                    }
+                }
+            }
+            Node::List(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    if let Some(last) = path.last_mut() {
+                        let saved = last.clone();
+                        *last = format!("{saved}[{i}]");
+                        walk(v, path, found);
+                        if let Some(last) = path.last_mut() {
+                            *last = saved;
+                        }
+                    } else {
+                        path.push(format!("[{i}]"));
+                        walk(v, path, found);
+                        path.pop();
+                    }
+                }
+            }
+            // A whole value, as vals writes them; prose that mentions the syntax (a CRD's
+            // description, say) is not a reference.
+            Node::Scalar(Scalar::Str(t)) if t.as_str().trim_start().starts_with("ref+vault://") => {
+                *found = Some(path.join("."));
+            }
+            _ => {}
+        }
+    }
+    let Node::Map(items) = doc else {
+        return Ok(());
+    };
+    let mut found = None;
+    for item in items {
+        let MapItem::Entry(k, v) = item else {
+            continue;
+        };
+        if is_secret && (k == "data" || k == "stringData") {
+            continue;
+        }
+        let mut path = vec![k.clone()];
+        walk(v, &mut path, &mut found);
+        if let Some(p) = found {
+            return Err(RenderError {
+                file: origin.file.clone(),
+                object: Some(describe_doc(doc, origin)),
+                key: Some(format!("key path {p}")),
+                message: "a Vault reference here is not allowed: references are resolved only \
+                          in a Secret's data or stringData (or its lockstep.dev/vault-path \
+                          annotation, which takes a path, not a reference)"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn describe_doc(doc: &Node, origin: &Origin) -> String {
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("object");
+    let name = doc
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("");
+    format!("{kind} {name:?} (document {})", origin.document)
+}
+
+/// The whole-Secret form: every key at the annotation's path into `data`.
+fn resolve_whole_secret(
+    doc: &mut Node,
+    origin: &Origin,
+    vault: &dyn VaultResolver,
+    paths: &mut Vec<String>,
+) -> Result<(), RenderError> {
+    use base64::Engine;
+    let Some(written) = doc
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(VAULT_PATH_ANNOTATION))
+        .and_then(Node::as_str)
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    let err = |m: String| RenderError {
+        file: origin.file.clone(),
+        object: Some(describe_doc(doc, origin)),
+        key: Some(format!(
+            "key path metadata.annotations.{VAULT_PATH_ANNOTATION}"
+        )),
+        message: m,
+    };
+    if written.contains('#') {
+        return Err(err("takes a Vault path without #KEY".into()));
+    }
+    let reference = crate::vault::parse_reference(&format!("ref+vault://{written}#*"))
+        .unwrap_or_else(|| Err("not a Vault path".into()))
+        .map_err(err)?;
+    paths.push(reference.path.clone());
+    let values = vault.resolve_all(&reference.path).map_err(err)?;
+    let written_keys: Vec<String> = ["data", "stringData"]
+        .iter()
+        .filter_map(|f| doc.get(f))
+        .filter_map(|n| match n {
+            Node::Map(items) => Some(items),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|i| match i {
+            MapItem::Entry(k, _) => Some(k.clone()),
+            MapItem::Comment(_) => None,
+        })
+        .collect();
+    let Some(items) = doc.as_map_mut() else {
+        return Ok(());
+    };
+    if !items
+        .iter()
+        .any(|i| matches!(i, MapItem::Entry(k, Node::Map(_)) if k == "data"))
+    {
+        items.retain(|i| !matches!(i, MapItem::Entry(k, _) if k == "data"));
+        items.push(MapItem::Entry("data".into(), Node::Map(Vec::new())));
+    }
+    for item in items.iter_mut() {
+        if let MapItem::Entry(k, Node::Map(data)) = item
+            && k == "data"
+        {
+            for (key, value) in values.iter() {
+                if written_keys.contains(key) {
+                    continue;
+                }
+                data.push(MapItem::Entry(
+                    key.clone(),
+                    Node::str(base64::engine::general_purpose::STANDARD.encode(value.expose())),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses `ref+vault://PATH#KEY` (vals syntax).
@@ -418,6 +603,13 @@ fn resolve_vault_refs(
     paths: &mut Vec<String>,
 ) -> Result<(), RenderError> {
     use base64::Engine;
+    let name = doc
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let object = format!("Secret {name:?} (document {})", origin.document);
     let Some(items) = doc.as_map_mut() else {
         return Ok(());
     };
@@ -438,7 +630,7 @@ fn resolve_vault_refs(
             };
             let err = |m: String| RenderError {
                 file: origin.file.clone(),
-                object: Some(format!("document {}", origin.document)),
+                object: Some(object.clone()),
                 key: Some(format!("key path {field}.{key}")),
                 message: m,
             };
@@ -803,6 +995,113 @@ mod tests {
             e.contains("sealed.yaml: SealedSecret team-b/db: key \"p\": value was sealed for namespace \"team-a\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn vault_references_outside_secret_data_are_refused_before_any_call() {
+        struct Counting(std::cell::Cell<u32>);
+        impl VaultResolver for Counting {
+            fn resolve(&self, _: &str, _: &str) -> Result<sealed::SecretValue, String> {
+                self.0.set(self.0.get() + 1);
+                Ok(sealed::SecretValue::new(b"v".to_vec()))
+            }
+        }
+        let none = Identities::default();
+        let vault = Counting(std::cell::Cell::new(0));
+        let opts = RenderOptions {
+            sops_identities: &none,
+            sealing_identities: &none,
+            destination_namespace: None,
+            vault: &vault,
+            limits: Limits::default(),
+        };
+        for (doc, object, path) in [
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {x: 'ref+vault://secret/a#k'}\n",
+                "ConfigMap \"cm\"",
+                "key path data.x",
+            ),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        env:\n        - {name: A, value: a}\n        - {name: B, value: ' ref+vault://secret/a#k'}\n",
+                "Deployment \"web\"",
+                "key path spec.template.spec.containers[0].env[1].value",
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: s, annotations: {note: 'ref+vault://secret/a#k'}}\nstringData: {p: 'ref+vault://secret/a#k'}\n",
+                "Secret \"s\"",
+                "key path metadata.annotations.note",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm2, annotations: {lockstep.dev/vault-path: secret/a}}\n",
+                "ConfigMap \"cm2\"",
+                "lockstep.dev/vault-path",
+            ),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("o.yaml"), doc).unwrap();
+            let e = render_dir(d.path(), &opts).unwrap_err().to_string();
+            assert!(
+                e.contains("o.yaml") && e.contains(object) && e.contains(path),
+                "{e}"
+            );
+            assert!(
+                !e.contains("secret/a#k"),
+                "the reference is not repeated: {e}"
+            );
+        }
+        assert_eq!(vault.0.get(), 0, "refused before any Vault call");
+    }
+
+    #[test]
+    fn a_vault_path_annotation_fills_a_secret_with_every_key() {
+        struct Fixed;
+        impl VaultResolver for Fixed {
+            fn resolve(&self, _: &str, _: &str) -> Result<sealed::SecretValue, String> {
+                Err("not used".into())
+            }
+            fn resolve_all(
+                &self,
+                path: &str,
+            ) -> Result<Vec<(String, sealed::SecretValue)>, String> {
+                assert_eq!(path, "secret/team-a/db");
+                Ok(vec![
+                    ("password".into(), sealed::SecretValue::new(b"pw".to_vec())),
+                    ("user".into(), sealed::SecretValue::new(b"app".to_vec())),
+                ])
+            }
+        }
+        let none = Identities::default();
+        let opts = RenderOptions {
+            sops_identities: &none,
+            sealing_identities: &none,
+            destination_namespace: None,
+            vault: &Fixed,
+            limits: Limits::default(),
+        };
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("s.yaml"),
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  annotations: {lockstep.dev/vault-path: /secret/team-a/db/}\nstringData: {user: mine}\n",
+        )
+        .unwrap();
+        let out = render_dir(d.path(), &opts).unwrap();
+        assert_eq!(out[0].vault_paths, vec!["secret/team-a/db".to_owned()]);
+        assert!(out[0].holds_secrets);
+        let data = out[0].doc.get("data").unwrap();
+        assert_eq!(data.get("password").and_then(Node::as_str), Some("cHc="));
+        assert!(data.get("user").is_none(), "a written key wins");
+        for bad in ["secret", "secret/../x", "secret/a#k"] {
+            std::fs::write(
+                d.path().join("s.yaml"),
+                format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  annotations: {{lockstep.dev/vault-path: '{bad}'}}\n"),
+            )
+            .unwrap();
+            let e = render_dir(d.path(), &opts).unwrap_err().to_string();
+            assert!(
+                e.contains("metadata.annotations.lockstep.dev/vault-path"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

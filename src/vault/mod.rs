@@ -57,6 +57,18 @@ pub fn parse_reference(s: &str) -> Option<Result<Reference, String>> {
     }))
 }
 
+/// What a failure asks of the reconciler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureClass {
+    /// Wrong input (a key or path missing): retry at the app's retry interval.
+    Failed,
+    /// Refused (policy, Vault ACL, RBAC): retrying cannot help until someone changes a
+    /// policy or a role, so no backoff loop against Vault.
+    Stalled,
+    /// Vault down, sealed, slow, or the budget spent: retry soon, with backoff.
+    Transient,
+}
+
 /// Why a reference could not be resolved. Never carries a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
@@ -74,8 +86,12 @@ pub enum VaultError {
     KeyMissing { path: String, key: String },
     #[error("Vault timed out on {path:?}")]
     Timeout { path: String },
-    #[error("Vault is sealed or unavailable ({path:?})")]
+    #[error("Vault is sealed ({path:?})")]
+    Sealed { path: String },
+    #[error("Vault is unavailable ({path:?})")]
     Unavailable { path: String },
+    #[error("Vault rejected the request for {path:?} (status {code})")]
+    Rejected { path: String, code: u16 },
     #[error("Vault unreachable ({path:?}): {cause}")]
     Unreachable { path: String, cause: String },
     #[error("Vault login failed ({method} at mount {mount:?}): {cause}")]
@@ -83,6 +99,7 @@ pub enum VaultError {
         method: &'static str,
         mount: String,
         cause: String,
+        class: FailureClass,
     },
     #[error("Vault call budget exceeded for this application ({per_minute} calls per minute)")]
     Budget { per_minute: u32 },
@@ -90,6 +107,25 @@ pub enum VaultError {
     NotString { path: String, key: String },
     #[error("Vault client: {0}")]
     Client(String),
+}
+
+impl VaultError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            VaultError::Policy { .. } | VaultError::Denied { .. } => FailureClass::Stalled,
+            VaultError::Timeout { .. }
+            | VaultError::Sealed { .. }
+            | VaultError::Unavailable { .. }
+            | VaultError::Unreachable { .. }
+            | VaultError::Budget { .. } => FailureClass::Transient,
+            VaultError::Login { class, .. } => *class,
+            VaultError::NotFound { .. }
+            | VaultError::KeyMissing { .. }
+            | VaultError::NotString { .. }
+            | VaultError::Rejected { .. }
+            | VaultError::Client(_) => FailureClass::Failed,
+        }
+    }
 }
 
 /// Where Vault is and how long a call may take.
@@ -122,9 +158,13 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Gets a JWT of the app's own service account when a Kubernetes login is due (and only
-/// then: a TokenRequest per login, not per reconcile).
-pub type JwtSource =
-    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<Secret, String>> + Send + Sync>;
+/// then: a TokenRequest per login, not per reconcile). An error says why, and whether
+/// retrying can help.
+pub type JwtSource = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<Secret, (String, FailureClass)>>
+        + Send
+        + Sync,
+>;
 
 /// How to log in.
 #[derive(Clone)]
@@ -197,6 +237,8 @@ pub struct Counters {
     pub renewals: u64,
     pub reads: u64,
     pub mount_lookups: u64,
+    /// Cached logins found gone on the server (and replaced).
+    pub stale_logins: u64,
 }
 
 #[derive(Default)]
@@ -282,6 +324,7 @@ impl Vault {
             rules,
             reads: Mutex::new(HashMap::new()),
             api_reads: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
         }
     }
 
@@ -325,6 +368,8 @@ pub struct AppResolver {
     reads: Mutex<HashMap<String, Result<Arc<Values>, VaultError>>>,
     /// The same, by the path Vault sees: `mount/data/x` and `mount/x` are one read.
     api_reads: Mutex<HashMap<String, Arc<Values>>>,
+    /// The most pressing class among the failures of this render.
+    failure: Mutex<Option<FailureClass>>,
 }
 
 /// Inserts `data/` after the first segment (the KV v2 API form of a logical path).
@@ -509,6 +554,7 @@ impl AppResolver {
             method,
             mount: mount.clone(),
             cause: e.to_string(),
+            class: e.class(),
         };
         let path = format!("auth/{mount}/login");
         let info = match &self.auth {
@@ -530,10 +576,11 @@ impl AppResolver {
                 .await
                 .map_err(login_err)?,
             Auth::Kubernetes { mount, role, jwt } => {
-                let jwt = jwt().await.map_err(|cause| VaultError::Login {
+                let jwt = jwt().await.map_err(|(cause, class)| VaultError::Login {
                     method,
                     mount: mount.clone(),
                     cause: format!("service account token: {cause}"),
+                    class,
                 })?;
                 self.call(
                     &path,
@@ -607,6 +654,54 @@ impl AppResolver {
 
     async fn read_path(&self, path: &str) -> Result<Arc<Values>, VaultError> {
         let token = self.token().await?;
+        match self.read_with(&token, path).await {
+            Err(VaultError::Denied { .. }) if self.stale_login(&token).await => {
+                // The cached login no longer exists on the server (Vault restored or
+                // restarted, token revoked): log in once more and retry once.
+                self.vault.count(|c| c.stale_logins += 1);
+                let token = self.token().await?;
+                self.read_with(&token, path).await
+            }
+            r => r,
+        }
+    }
+
+    /// After a 403: true (and the cache slot emptied) when `token` is a cached login that
+    /// Vault no longer knows. A real ACL denial keeps the token, so a denied path never
+    /// turns into a login per reconcile.
+    async fn stale_login(&self, token: &Secret) -> bool {
+        if matches!(self.auth, Auth::Token(_)) {
+            return false;
+        }
+        let Ok(client) = self.client(Some(token.expose())) else {
+            return false;
+        };
+        let gone = matches!(
+            self.call(
+                "auth/token/lookup-self",
+                vaultrs::token::lookup_self(&client)
+            )
+            .await,
+            Err(VaultError::Denied { .. })
+        );
+        if gone {
+            let slot = lock(&self.vault.shared.tokens)
+                .get(&self.token_key())
+                .cloned();
+            if let Some(slot) = slot {
+                let mut guard = slot.lock().await;
+                if guard
+                    .as_ref()
+                    .is_some_and(|c| c.token.expose() == token.expose())
+                {
+                    *guard = None;
+                }
+            }
+        }
+        gone
+    }
+
+    async fn read_with(&self, token: &Secret, path: &str) -> Result<Arc<Values>, VaultError> {
         let client = self.client(Some(token.expose()))?;
         let (mount_path, version) = self.mount_of(&client, path).await?;
         let mount = mount_path.trim_end_matches('/');
@@ -656,6 +751,14 @@ impl AppResolver {
 
     /// Reads one path (deduplicated) and returns all its values.
     pub fn read_all(&self, path: &str) -> Result<Arc<Values>, VaultError> {
+        let r = self.read_all_inner(path);
+        if let Err(e) = &r {
+            self.note(e.class());
+        }
+        r
+    }
+
+    fn read_all_inner(&self, path: &str) -> Result<Arc<Values>, VaultError> {
         self.check_policy(path)?;
         if let Some(r) = lock(&self.reads).get(path) {
             return r.clone();
@@ -664,6 +767,17 @@ impl AppResolver {
         lock(&self.reads).insert(path.to_owned(), r.clone());
         r
     }
+
+    fn note(&self, class: FailureClass) {
+        let mut f = lock(&self.failure);
+        *f = Some(f.map_or(class, |old| old.max(class)));
+    }
+
+    /// The most pressing class among this render's Vault failures (transient over
+    /// stalled over failed); `None` when Vault failed nothing.
+    pub fn failure(&self) -> Option<FailureClass> {
+        *lock(&self.failure)
+    }
 }
 
 fn classify(path: &str, e: ClientError) -> VaultError {
@@ -671,7 +785,21 @@ fn classify(path: &str, e: ClientError) -> VaultError {
     match e {
         ClientError::APIError { code: 403, .. } => VaultError::Denied { path },
         ClientError::APIError { code: 404, .. } => VaultError::NotFound { path },
+        // Vault's own error text, checked for the one word that tells sealed from
+        // overloaded; it is never copied into the message.
+        ClientError::APIError { code: 503, errors }
+            if errors
+                .iter()
+                .any(|e| e.to_ascii_lowercase().contains("sealed")) =>
+        {
+            VaultError::Sealed { path }
+        }
         ClientError::APIError { code: 503, .. } => VaultError::Unavailable { path },
+        // A request Vault will refuse again (a bad AppRole id, a malformed call): no
+        // backoff loop against Vault, the app's retry interval instead.
+        ClientError::APIError { code, .. } if (400..500).contains(&code) && code != 429 => {
+            VaultError::Rejected { path, code }
+        }
         ClientError::APIError { code, .. } => VaultError::Unreachable {
             path,
             cause: format!("status {code}"),
@@ -698,6 +826,10 @@ fn classify(path: &str, e: ClientError) -> VaultError {
 }
 
 impl VaultResolver for AppResolver {
+    fn resolve_all(&self, path: &str) -> Result<Vec<(String, SecretValue)>, String> {
+        self.all_values(path).map_err(|e| e.to_string())
+    }
+
     fn resolve(&self, path: &str, key: &str) -> Result<SecretValue, String> {
         let path = path.trim_matches('/');
         let values = self.read_all(path).map_err(|e| e.to_string())?;
@@ -705,12 +837,26 @@ impl VaultResolver for AppResolver {
             .get(key)
             .map(|v| SecretValue::new(v.expose().to_vec()))
             .ok_or_else(|| {
+                self.note(FailureClass::Failed);
                 VaultError::KeyMissing {
                     path: path.to_owned(),
                     key: key.to_owned(),
                 }
                 .to_string()
             })
+    }
+}
+
+impl AppResolver {
+    /// Every string value at `path`, sorted by key.
+    pub fn all_values(&self, path: &str) -> Result<Vec<(String, SecretValue)>, VaultError> {
+        let values = self.read_all(path.trim_matches('/'))?;
+        let mut out: Vec<(String, SecretValue)> = values
+            .iter()
+            .map(|(k, v)| (k.clone(), SecretValue::new(v.expose().to_vec())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 }
 
@@ -789,6 +935,92 @@ mod tests {
         assert!(v.spend("a").is_ok());
         assert!(matches!(v.spend("a"), Err(VaultError::Budget { .. })));
         assert!(v.spend("b").is_ok());
+    }
+
+    #[test]
+    fn failures_are_classed_for_retry() {
+        let p = || "secret/a".to_owned();
+        for (e, class) in [
+            (VaultError::Timeout { path: p() }, FailureClass::Transient),
+            (
+                VaultError::Unavailable { path: p() },
+                FailureClass::Transient,
+            ),
+            (VaultError::Sealed { path: p() }, FailureClass::Transient),
+            (
+                VaultError::Unreachable {
+                    path: p(),
+                    cause: "refused".into(),
+                },
+                FailureClass::Transient,
+            ),
+            (
+                VaultError::Budget { per_minute: 1 },
+                FailureClass::Transient,
+            ),
+            (VaultError::Denied { path: p() }, FailureClass::Stalled),
+            (
+                VaultError::Policy {
+                    path: p(),
+                    policy: "x".into(),
+                    prefixes: vec![],
+                },
+                FailureClass::Stalled,
+            ),
+            (VaultError::NotFound { path: p() }, FailureClass::Failed),
+            (
+                VaultError::Rejected {
+                    path: p(),
+                    code: 400,
+                },
+                FailureClass::Failed,
+            ),
+            (
+                VaultError::KeyMissing {
+                    path: p(),
+                    key: "k".into(),
+                },
+                FailureClass::Failed,
+            ),
+        ] {
+            assert_eq!(e.class(), class, "{e}");
+        }
+        // A login keeps the class of what failed under it.
+        let e = VaultError::Login {
+            method: "kubernetes",
+            mount: "kubernetes".into(),
+            cause: "x".into(),
+            class: FailureClass::Transient,
+        };
+        assert_eq!(e.class(), FailureClass::Transient);
+    }
+
+    #[test]
+    fn a_render_reports_its_most_pressing_failure() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = Vault::default().resolver(
+            rt.handle().clone(),
+            Endpoint {
+                address: "http://127.0.0.1:1".into(),
+                namespace: None,
+                ca_pem: None,
+                timeout: Duration::from_millis(500),
+            },
+            Auth::Token(Secret::new("t".into())),
+            "ns/app".into(),
+            "system:serviceaccount:ns:sa".into(),
+            vec![("tenants".into(), vec!["secret/data/a/".into()])],
+        );
+        assert_eq!(r.failure(), None);
+        let _ = r.resolve("secret/b/x", "k");
+        assert_eq!(r.failure(), Some(FailureClass::Stalled));
+        // The address is unreachable: transient wins over the policy refusal.
+        let _ = r.resolve("secret/a/x", "k");
+        assert_eq!(r.failure(), Some(FailureClass::Transient));
     }
 
     #[test]

@@ -94,9 +94,49 @@ impl OpenBao {
         }
     }
 
+    /// Freezes the server (SIGSTOP to its PID): connections are accepted by the kernel
+    /// and never answered, which is what a hung Vault looks like to a client.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Seals the dev server; [`OpenBao::unseal`] opens it again with the dev unseal key.
+    pub fn seal(&self) {
+        self.run(&["operator", "seal"]);
+    }
+
+    pub fn unseal(&self) {
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let key = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key: "))
+            .expect("the dev server prints its unseal key")
+            .trim()
+            .to_owned();
+        self.run(&["operator", "unseal", &key]);
+    }
+
     /// Stops the server (by its PID) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // Never leave a frozen server behind (see `pause`).
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -197,5 +237,67 @@ pub fn audited_in(path: &Path, pred: impl Fn(&str) -> bool) -> usize {
 impl Drop for OpenBao {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl OpenBao {
+    /// Kubernetes auth at `auth/kubernetes`, configured the way a real install outside
+    /// the cluster is: the API server's URL and CA, and the JWT of a dedicated reviewer
+    /// service account (bound to `system:auth-delegator`) for TokenReview. The client's
+    /// own JWT cannot serve as the reviewer's: lockstep's JWTs are bound to the Vault
+    /// audience, so the API server refuses them as bearer tokens.
+    pub fn kubernetes_auth(&self, host: &str, ca_pem: &str, reviewer_jwt: &str) {
+        self.run(&["auth", "enable", "kubernetes"]);
+        let ca = self.dir.path().join("k8s-ca.pem");
+        std::fs::write(&ca, ca_pem).expect("write CA");
+        self.run(&[
+            "write",
+            "auth/kubernetes/config",
+            &format!("kubernetes_host={host}"),
+            &format!("kubernetes_ca_cert=@{}", ca.display()),
+            &format!("token_reviewer_jwt={reviewer_jwt}"),
+            "disable_local_ca_jwt=true",
+        ]);
+    }
+
+    /// A kubernetes auth role bound to one service account of one namespace and to
+    /// `audience` (lockstep requests tokens for the Vault address).
+    pub fn kubernetes_role(&self, role: &str, ns: &str, sa: &str, policy: &str, audience: &str) {
+        self.run(&[
+            "write",
+            &format!("auth/kubernetes/role/{role}"),
+            &format!("bound_service_account_names={sa}"),
+            &format!("bound_service_account_namespaces={ns}"),
+            &format!("policies={policy}"),
+            &format!("audience={audience}"),
+            "ttl=1h",
+        ]);
+    }
+
+    /// `bao write auth/kubernetes/login role=ROLE jwt=JWT`: Ok(token) or Err(output).
+    pub fn kubernetes_login(&self, role: &str, jwt: &str) -> Result<String, String> {
+        let out = Command::new(bao_bin())
+            .args([
+                "write",
+                "-field=token",
+                "auth/kubernetes/login",
+                &format!("role={role}"),
+                &format!("jwt={jwt}"),
+            ])
+            .env("BAO_ADDR", &self.addr)
+            .env_remove("BAO_TOKEN")
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bao");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 }
