@@ -173,7 +173,11 @@ fn print_text(s: &Summary) {
             .map(short_revision)
             .unwrap_or_else(|| "-".into());
         let result = if a.ready {
-            format!("{} objects applied", a.objects.len())
+            format!(
+                "{} object{} applied",
+                a.objects.len(),
+                if a.objects.len() == 1 { "" } else { "s" }
+            )
         } else {
             format!("{}: {}", a.reason, a.message)
         };
