@@ -87,7 +87,14 @@ fn assert_same(dir: &Path) {
 #[test]
 fn corpus_builds_like_kustomize() {
     let mut dirs = Vec::new();
-    for case in ["basic", "overlays/base", "overlays/dev", "overlays/prod"] {
+    for case in [
+        "basic",
+        "overlays/base",
+        "overlays/dev",
+        "overlays/prod",
+        "refs",
+        "refs-namespace",
+    ] {
         dirs.push(corpus().join(case));
     }
     for d in dirs {

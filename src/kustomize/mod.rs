@@ -221,7 +221,7 @@ pub fn build(dir: &Path, opts: &BuildOptions<'_>) -> Result<Built, KustomizeErro
     // Last, and only at the top (as kustomize): hash suffixes, then every reference to a
     // renamed object follows it.
     generate::add_hashes(&mut rs, &b.secrets);
-    nameref::fix_references(&mut rs);
+    nameref::fix_references(&mut rs, &[]);
     transform::legacy_sort(&mut rs);
     let objects = rs
         .into_iter()

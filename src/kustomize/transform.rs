@@ -657,20 +657,14 @@ fn namespace(rs: &mut [Res], ns: &str) {
         if !is_cluster_scoped(r.group(), r.kind()) {
             r.set_namespace(ns);
         }
-        if r.group() == "rbac.authorization.k8s.io"
-            && matches!(r.kind(), "RoleBinding" | "ClusterRoleBinding")
-            && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
-        {
-            for s in subjects.iter_mut() {
-                let Value::Object(s) = s else { continue };
-                if s.get("kind").and_then(Value::as_str) != Some("ServiceAccount") {
-                    continue;
+        // RBAC subjects and webhook services follow their object at the end of the build
+        // (nameref); an APIService's service namespace is set outright, as kustomize does.
+        if (r.group(), r.kind()) == ("apiregistration.k8s.io", "APIService") {
+            at_path(&mut r.obj, &["spec", "service"], true, &mut |m| {
+                if let Value::Object(m) = m {
+                    m.insert("namespace".into(), Value::String(ns.to_owned()));
                 }
-                let cur = s.get("namespace").and_then(Value::as_str).unwrap_or("");
-                if cur.is_empty() || cur == "default" {
-                    s.insert("namespace".into(), Value::String(ns.to_owned()));
-                }
-            }
+            });
         }
     }
 }
