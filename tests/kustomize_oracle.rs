@@ -94,6 +94,8 @@ fn corpus_builds_like_kustomize() {
         "overlays/prod",
         "refs",
         "refs-namespace",
+        "crds",
+        "crds-overlay",
     ] {
         dirs.push(corpus().join(case));
     }

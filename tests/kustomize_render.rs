@@ -123,7 +123,14 @@ fn refused_features_name_the_kustomization_and_field() {
             "components: [https://example.com/c]\n",
             "components",
         ),
-        ("crds", "crds: [crd.yaml]\n", "crds"),
+        // A crds file outside the kustomization's directory (load restrictor), and one
+        // asking for custom label fields (not built).
+        ("crds", "crds: [../outside.yaml]\n", "crds"),
+        (
+            "crds-label",
+            "crds: [schema.yaml]\n",
+            "x-kubernetes-label-selector",
+        ),
         ("escape", "resources: [../outside.yaml]\n", "resources"),
         ("cycle", "resources: [../cycle2]\n", "resources"),
         ("cycle2", "resources: [../cycle]\n", "resources"),
@@ -133,6 +140,10 @@ fn refused_features_name_the_kustomization_and_field() {
             "configMapGenerator[0].files[0]",
         ),
     ];
+    sb.write(
+        "apps/crds-label/schema.yaml",
+        "a.example.com.v1.K:\n  Schema:\n    properties:\n      apiVersion: {}\n      kind: {}\n      metadata: {}\n      sel: {x-kubernetes-label-selector: \"\"}\n",
+    );
     for (name, k, _) in cases {
         sb.write(&format!("apps/{name}/kustomization.yaml"), k);
     }

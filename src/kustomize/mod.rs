@@ -12,6 +12,7 @@
 //! are held in a zeroizing side table and stand in the tree as opaque placeholders until
 //! [`Built::into_nodes`] puts them back into zeroizing [`Node`]s.
 
+mod crds;
 mod generate;
 mod nameref;
 mod transform;
@@ -215,13 +216,14 @@ pub fn build(dir: &Path, opts: &BuildOptions<'_>) -> Result<Built, KustomizeErro
         sops_files: Vec::new(),
         secrets: SecretTable::new(),
         spent: std::cell::Cell::new(0),
+        crd_refs: Vec::new(),
     };
     let dir_real = b.resolve_dir(dir, dir, None)?;
     let mut rs = b.build_dir(&dir_real)?;
     // Last, and only at the top (as kustomize): hash suffixes, then every reference to a
     // renamed object follows it.
     generate::add_hashes(&mut rs, &b.secrets);
-    nameref::fix_references(&mut rs, &[]);
+    nameref::fix_references(&mut rs, &b.crd_refs);
     transform::legacy_sort(&mut rs);
     let objects = rs
         .into_iter()
@@ -410,6 +412,8 @@ struct Builder<'a> {
     /// limit), so many targets or many generator files cannot exhaust memory before the
     /// final size check.
     spent: std::cell::Cell<usize>,
+    /// Name-reference entries from every kustomization's `crds`.
+    crd_refs: Vec<nameref::RefSpec>,
 }
 
 impl Builder<'_> {
@@ -458,6 +462,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "sortOptions",
+    "crds",
 ];
 
 /// Fields refused outright, with the reason.
@@ -489,10 +494,6 @@ const REFUSED_FIELDS: &[(&str, &str)] = &[
     ),
     ("replacements", "replacements are not supported yet"),
     ("openapi", "custom OpenAPI schemas are not supported"),
-    (
-        "crds",
-        "CRD files for name references are not supported yet; custom kinds keep their references as written",
-    ),
     ("buildMetadata", "buildMetadata is not supported yet"),
     (
         "configurations",
@@ -680,6 +681,18 @@ impl<'a> Builder<'a> {
             self.enter(&cdir, kfile, "components")?;
             self.accumulate(&cdir, &ckfile, &ck, rs)?;
             self.stack.pop();
+        }
+        for entry in str_list(k, "crds", kfile)? {
+            let (_, bytes) = self.read_restricted(dir, &entry, kfile, "crds")?;
+            let field = format!("crds ({entry})");
+            let doc = crate::manifest::parse_strict(&bytes)
+                .map_err(|e| kerr(kfile, Some(&field), e.to_string()))?;
+            let Some(doc) = doc.first() else {
+                continue;
+            };
+            let specs =
+                crds::ref_specs(&node_to_value(doc)).map_err(|m| kerr(kfile, Some(&field), m))?;
+            self.crd_refs.extend(specs);
         }
         generate::run(self, dir, kfile, k, rs)?;
         transform::run(self, dir, kfile, k, rs)?;

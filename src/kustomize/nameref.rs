@@ -13,6 +13,8 @@ use super::{Res, is_cluster_scoped};
 #[derive(Debug, Clone)]
 pub(crate) struct RefSpec {
     pub target: String,
+    /// Only objects of this version (an entry from `crds` may name one).
+    pub target_version: Option<String>,
     pub referrer: String,
     pub referrer_group: Option<String>,
     pub path: Vec<String>,
@@ -23,6 +25,7 @@ impl RefSpec {
     fn new(target: &str, referrer: &str, group: Option<&str>, path: &[&str]) -> Self {
         RefSpec {
             target: target.to_owned(),
+            target_version: None,
             referrer: referrer.to_owned(),
             referrer_group: group.map(str::to_owned),
             path: path.iter().map(|s| (*s).to_owned()).collect(),
@@ -301,6 +304,7 @@ pub(crate) fn builtin_table() -> Vec<RefSpec> {
 /// A renamed object.
 struct Renamed {
     kind: String,
+    version: String,
     namespace: Option<String>,
     cluster_scoped: bool,
     old: Vec<String>,
@@ -325,6 +329,7 @@ pub(super) fn fix_references(rs: &mut [Res], extra: &[RefSpec]) {
         .filter(|r| !r.prev_names.is_empty())
         .map(|r| Renamed {
             kind: r.kind().to_owned(),
+            version: r.version().to_owned(),
             namespace: r.namespace().map(str::to_owned),
             cluster_scoped: is_cluster_scoped(r.group(), r.kind()),
             old: r.prev_names.clone(),
@@ -385,6 +390,7 @@ pub(super) fn fix_references(rs: &mut [Res], extra: &[RefSpec]) {
                     .iter()
                     .find(|x| {
                         x.kind == target
+                            && spec.target_version.as_ref().is_none_or(|v| *v == x.version)
                             && in_scope(&x.namespace, x.cluster_scoped)
                             && x.old.iter().any(|o| o == value)
                     })
