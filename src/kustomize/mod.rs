@@ -102,6 +102,17 @@ pub struct BuiltObject {
     pub sops: Option<usize>,
     /// Made by a secretGenerator: holds placeholders for secret values.
     pub generated_secret: bool,
+    /// Set when a kustomization gave the object another name or namespace than its file.
+    pub renamed: Option<Rename>,
+}
+
+/// An object's name and namespace as its file wrote them, and the last kustomization
+/// that changed either (namespace, namePrefix, nameSuffix or a patch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub by: PathBuf,
 }
 
 /// A SOPS resource file met during the build (still encrypted).
@@ -235,6 +246,14 @@ pub fn build(dir: &Path, opts: &BuildOptions<'_>) -> Result<Built, KustomizeErro
                 origin: r.origin,
                 sops: r.sops,
                 generated_secret: r.generated_secret,
+                renamed: r
+                    .written
+                    .zip(r.renamed_by)
+                    .map(|((name, namespace), by)| Rename {
+                        name,
+                        namespace,
+                        by,
+                    }),
             }
         })
         .collect::<Vec<_>>();
@@ -299,6 +318,10 @@ pub(crate) struct Res {
     /// Generated and due a hash suffix at the end.
     pub needs_hash: bool,
     pub generated: bool,
+    /// Name and namespace as written, once a kustomization changed them.
+    pub written: Option<(String, Option<String>)>,
+    /// The last kustomization file that changed them.
+    pub renamed_by: Option<PathBuf>,
 }
 
 impl Res {
@@ -695,7 +718,19 @@ impl<'a> Builder<'a> {
             self.crd_refs.extend(specs);
         }
         generate::run(self, dir, kfile, k, rs)?;
+        let before: Vec<(String, Option<String>)> = rs
+            .iter()
+            .map(|r| (r.name().to_owned(), r.namespace().map(str::to_owned)))
+            .collect();
         transform::run(self, dir, kfile, k, rs)?;
+        if before.len() == rs.len() {
+            for (r, id) in rs.iter_mut().zip(before) {
+                if (r.name(), r.namespace()) != (id.0.as_str(), id.1.as_deref()) {
+                    r.written.get_or_insert(id);
+                    r.renamed_by = Some(kfile.to_path_buf());
+                }
+            }
+        }
         if rs.len() > self.opts.limits.max_objects {
             return Err(kerr(
                 kfile,
@@ -806,6 +841,8 @@ impl<'a> Builder<'a> {
                 generated_secret: false,
                 needs_hash: false,
                 generated: false,
+                written: None,
+                renamed_by: None,
             };
             check_unique(rs, &r, kfile, field)?;
             rs.push(r);
