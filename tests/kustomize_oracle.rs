@@ -96,6 +96,7 @@ fn corpus_builds_like_kustomize() {
         "refs-namespace",
         "crds",
         "crds-overlay",
+        "label-fields",
     ] {
         dirs.push(corpus().join(case));
     }

@@ -131,6 +131,11 @@ fn refused_features_name_the_kustomization_and_field() {
             "crds: [schema.yaml]\n",
             "x-kubernetes-label-selector",
         ),
+        (
+            "label-fields",
+            "labels: [{pairs: {a: b}, fields: [{kind: Foo}]}]\n",
+            "labels[0].fields[0].path",
+        ),
         ("escape", "resources: [../outside.yaml]\n", "resources"),
         ("cycle", "resources: [../cycle2]\n", "resources"),
         ("cycle2", "resources: [../cycle]\n", "resources"),
