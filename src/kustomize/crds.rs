@@ -11,9 +11,12 @@ use super::nameref::RefSpec;
 
 /// How deep `$ref` chains are followed: a cycle in a definitions file must end.
 const MAX_DEPTH: usize = 16;
-/// How many definitions one file may make the walk visit: shared `$ref`s fan out, and a
+/// How many properties one file may make the walk examine: shared `$ref`s fan out, and a
 /// small file must not cost exponential time.
-const MAX_VISITS: usize = 10_000;
+const MAX_VISITS: usize = 100_000;
+/// How many references one build may declare (real files declare a handful): each is
+/// checked against every object.
+pub(crate) const MAX_REFS: usize = 1_000;
 
 /// Extensions that would make kustomize add annotation, label or prefix fields; lockstep
 /// refuses them rather than building something different.
@@ -93,13 +96,16 @@ fn walk(
             "{type_name}: $ref chain deeper than {MAX_DEPTH} (a cycle?)"
         ));
     }
-    *budget = budget.checked_sub(1).ok_or_else(|| {
-        format!("{type_name}: the definitions make the walk visit more than {MAX_VISITS} types")
-    })?;
+
     let Some(props) = properties(defs, type_name)? else {
         return Ok(());
     };
     for (prop, schema) in props {
+        *budget = budget.checked_sub(1).ok_or_else(|| {
+            format!(
+                "{type_name}: the definitions make the walk examine more than {MAX_VISITS} properties"
+            )
+        })?;
         let Value::Object(schema) = schema else {
             continue;
         };
@@ -121,6 +127,9 @@ fn walk(
             let mut p: Vec<String> = path.clone();
             p.push(prop.clone());
             p.push(key.to_owned());
+            if out.len() >= MAX_REFS {
+                return Err(format!("{}: more than {MAX_REFS} name references", at()));
+            }
             out.push(RefSpec {
                 target: target.to_owned(),
                 target_version: Some(version.to_owned()).filter(|v| !v.is_empty()),
@@ -214,14 +223,24 @@ example.com.v1.AppSpec:
         for i in 0..10 {
             fan += &format!("      p{i}: {{$ref: a.v1.T0}}\n");
         }
-        for d in 0..8 {
+        for d in 0..12 {
             fan += &format!("a.v1.T{d}:\n  Schema:\n    properties:\n");
             for i in 0..10 {
                 fan += &format!("      p{i}: {{$ref: a.v1.T{}}}\n", d + 1);
             }
         }
         let e = specs(&fan).expect_err("fan-out");
-        assert!(e.contains("more than 10000"), "{e}");
+        assert!(e.contains("more than 100000 properties"), "{e}");
+        let mut many = String::from(
+            "a.v1.K:\n  Schema:\n    properties:\n      apiVersion: {}\n      kind: {}\n      metadata: {}\n",
+        );
+        for i in 0..=MAX_REFS {
+            many += &format!(
+                "      r{i}: {{x-kubernetes-object-ref-api-version: v1, x-kubernetes-object-ref-kind: ConfigMap}}\n"
+            );
+        }
+        let e = specs(&many).expect_err("too many references");
+        assert!(e.contains("more than 1000 name references"), "{e}");
         let e =
             specs("v1.Short:\n  Schema: {properties: {apiVersion: {}, kind: {}, metadata: {}}}\n")
                 .expect_err("short name");

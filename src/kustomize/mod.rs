@@ -716,6 +716,16 @@ impl<'a> Builder<'a> {
             let specs =
                 crds::ref_specs(&node_to_value(doc)).map_err(|m| kerr(kfile, Some(&field), m))?;
             self.crd_refs.extend(specs);
+            if self.crd_refs.len() > crds::MAX_REFS {
+                return Err(kerr(
+                    kfile,
+                    Some(&field),
+                    format!(
+                        "the build's crds declare more than {} name references",
+                        crds::MAX_REFS
+                    ),
+                ));
+            }
         }
         generate::run(self, dir, kfile, k, rs)?;
         let before: Vec<(String, Option<String>)> = rs
