@@ -87,7 +87,17 @@ fn assert_same(dir: &Path) {
 #[test]
 fn corpus_builds_like_kustomize() {
     let mut dirs = Vec::new();
-    for case in ["basic", "overlays/base", "overlays/dev", "overlays/prod"] {
+    for case in [
+        "basic",
+        "overlays/base",
+        "overlays/dev",
+        "overlays/prod",
+        "refs",
+        "refs-namespace",
+        "crds",
+        "crds-overlay",
+        "label-fields",
+    ] {
         dirs.push(corpus().join(case));
     }
     for d in dirs {

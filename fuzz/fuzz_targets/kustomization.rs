@@ -1,7 +1,8 @@
 //! kustomization files: arbitrary bytes become the `kustomization.yaml` of an overlay over
 //! a fixed base (a Deployment, a Service, a ServiceAccount, a RoleBinding, a ConfigMap
 //! generator) inside a temporary root, and are built natively. The input may also carry a
-//! patch file and an env file after `\n#--patch\n` and `\n#--env\n` markers. Errors are
+//! patch file, an env file and a `crds` definitions file (`crds.json`) after
+//! `\n#--patch\n`, `\n#--env\n` and `\n#--crds\n` markers. Errors are
 //! fine; panics, hangs and memory blow-ups are findings, and so is an output over the
 //! object limit.
 #![no_main]
@@ -51,13 +52,15 @@ thread_local! {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let (rest, env) = text.split_once("\n#--env\n").unwrap_or((&text, ""));
+    let (text, crds) = text.split_once("\n#--crds\n").unwrap_or((&text, ""));
+    let (rest, env) = text.split_once("\n#--env\n").unwrap_or((text, ""));
     let (k, patch) = rest.split_once("\n#--patch\n").unwrap_or((rest, ""));
     ROOT.with(|root| {
         let dir = root.path().join("overlay");
         std::fs::write(dir.join("kustomization.yaml"), k).expect("write");
         std::fs::write(dir.join("patch.yaml"), patch).expect("write");
         std::fs::write(dir.join("vars.env"), env).expect("write");
+        std::fs::write(dir.join("crds.json"), crds).expect("write");
         let limits = BuildLimits {
             max_objects: 200,
             max_total_bytes: 4 * 1024 * 1024,

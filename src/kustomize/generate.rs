@@ -270,6 +270,8 @@ fn generate_one(
         generated_secret: secret,
         needs_hash: !no_hash,
         generated: true,
+        written: None,
+        renamed_by: None,
     };
 
     let existing = rs.iter().position(|r| {

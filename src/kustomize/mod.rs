@@ -12,6 +12,7 @@
 //! are held in a zeroizing side table and stand in the tree as opaque placeholders until
 //! [`Built::into_nodes`] puts them back into zeroizing [`Node`]s.
 
+mod crds;
 mod generate;
 mod nameref;
 mod transform;
@@ -101,6 +102,17 @@ pub struct BuiltObject {
     pub sops: Option<usize>,
     /// Made by a secretGenerator: holds placeholders for secret values.
     pub generated_secret: bool,
+    /// Set when a kustomization gave the object another name or namespace than its file.
+    pub renamed: Option<Rename>,
+}
+
+/// An object's name and namespace as its file wrote them, and the last kustomization
+/// that changed either (namespace, namePrefix, nameSuffix or a patch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub by: PathBuf,
 }
 
 /// A SOPS resource file met during the build (still encrypted).
@@ -215,13 +227,14 @@ pub fn build(dir: &Path, opts: &BuildOptions<'_>) -> Result<Built, KustomizeErro
         sops_files: Vec::new(),
         secrets: SecretTable::new(),
         spent: std::cell::Cell::new(0),
+        crd_refs: Vec::new(),
     };
     let dir_real = b.resolve_dir(dir, dir, None)?;
     let mut rs = b.build_dir(&dir_real)?;
     // Last, and only at the top (as kustomize): hash suffixes, then every reference to a
     // renamed object follows it.
     generate::add_hashes(&mut rs, &b.secrets);
-    nameref::fix_references(&mut rs);
+    nameref::fix_references(&mut rs, &b.crd_refs);
     transform::legacy_sort(&mut rs);
     let objects = rs
         .into_iter()
@@ -233,6 +246,14 @@ pub fn build(dir: &Path, opts: &BuildOptions<'_>) -> Result<Built, KustomizeErro
                 origin: r.origin,
                 sops: r.sops,
                 generated_secret: r.generated_secret,
+                renamed: r
+                    .written
+                    .zip(r.renamed_by)
+                    .map(|((name, namespace), by)| Rename {
+                        name,
+                        namespace,
+                        by,
+                    }),
             }
         })
         .collect::<Vec<_>>();
@@ -297,6 +318,10 @@ pub(crate) struct Res {
     /// Generated and due a hash suffix at the end.
     pub needs_hash: bool,
     pub generated: bool,
+    /// Name and namespace as written, once a kustomization changed them.
+    pub written: Option<(String, Option<String>)>,
+    /// The last kustomization file that changed them.
+    pub renamed_by: Option<PathBuf>,
 }
 
 impl Res {
@@ -410,6 +435,8 @@ struct Builder<'a> {
     /// limit), so many targets or many generator files cannot exhaust memory before the
     /// final size check.
     spent: std::cell::Cell<usize>,
+    /// Name-reference entries from every kustomization's `crds`.
+    crd_refs: Vec<nameref::RefSpec>,
 }
 
 impl Builder<'_> {
@@ -458,6 +485,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "secretGenerator",
     "generatorOptions",
     "sortOptions",
+    "crds",
 ];
 
 /// Fields refused outright, with the reason.
@@ -489,10 +517,6 @@ const REFUSED_FIELDS: &[(&str, &str)] = &[
     ),
     ("replacements", "replacements are not supported yet"),
     ("openapi", "custom OpenAPI schemas are not supported"),
-    (
-        "crds",
-        "CRD files for name references are not supported yet; custom kinds keep their references as written",
-    ),
     ("buildMetadata", "buildMetadata is not supported yet"),
     (
         "configurations",
@@ -681,8 +705,42 @@ impl<'a> Builder<'a> {
             self.accumulate(&cdir, &ckfile, &ck, rs)?;
             self.stack.pop();
         }
+        for entry in str_list(k, "crds", kfile)? {
+            let (_, bytes) = self.read_restricted(dir, &entry, kfile, "crds")?;
+            let field = format!("crds ({entry})");
+            let doc = crate::manifest::parse_strict(&bytes)
+                .map_err(|e| kerr(kfile, Some(&field), e.to_string()))?;
+            let Some(doc) = doc.first() else {
+                continue;
+            };
+            let specs =
+                crds::ref_specs(&node_to_value(doc)).map_err(|m| kerr(kfile, Some(&field), m))?;
+            self.crd_refs.extend(specs);
+            if self.crd_refs.len() > crds::MAX_REFS {
+                return Err(kerr(
+                    kfile,
+                    Some(&field),
+                    format!(
+                        "the build's crds declare more than {} name references",
+                        crds::MAX_REFS
+                    ),
+                ));
+            }
+        }
         generate::run(self, dir, kfile, k, rs)?;
+        let before: Vec<(String, Option<String>)> = rs
+            .iter()
+            .map(|r| (r.name().to_owned(), r.namespace().map(str::to_owned)))
+            .collect();
         transform::run(self, dir, kfile, k, rs)?;
+        if before.len() == rs.len() {
+            for (r, id) in rs.iter_mut().zip(before) {
+                if (r.name(), r.namespace()) != (id.0.as_str(), id.1.as_deref()) {
+                    r.written.get_or_insert(id);
+                    r.renamed_by = Some(kfile.to_path_buf());
+                }
+            }
+        }
         if rs.len() > self.opts.limits.max_objects {
             return Err(kerr(
                 kfile,
@@ -793,6 +851,8 @@ impl<'a> Builder<'a> {
                 generated_secret: false,
                 needs_hash: false,
                 generated: false,
+                written: None,
+                renamed_by: None,
             };
             check_unique(rs, &r, kfile, field)?;
             rs.push(r);

@@ -160,13 +160,7 @@ pub(super) fn run(
                     ));
                 }
             }
-            if l.contains_key("fields") {
-                return Err(kerr(
-                    kfile,
-                    Some(&format!("{field}.fields")),
-                    "custom label fields are not supported",
-                ));
-            }
+            let fields = label_fields(l.get("fields"), kfile, &format!("{field}.fields"))?;
             let pairs = string_map(l.get("pairs").unwrap_or(&Value::Null), kfile, &field)?;
             let sel = l
                 .get("includeSelectors")
@@ -178,6 +172,15 @@ pub(super) fn run(
                     .unwrap_or(false);
             for r in rs.iter_mut() {
                 add_labels(&mut r.obj, &pairs, sel, tmpl);
+                if pairs.is_empty() {
+                    continue;
+                }
+                for f in &fields {
+                    if f.selects(r) {
+                        let path: Vec<&str> = f.path.iter().map(String::as_str).collect();
+                        at_path(&mut r.obj, &path, f.create, &mut put_pairs(&pairs));
+                    }
+                }
             }
         }
     }
@@ -657,20 +660,14 @@ fn namespace(rs: &mut [Res], ns: &str) {
         if !is_cluster_scoped(r.group(), r.kind()) {
             r.set_namespace(ns);
         }
-        if r.group() == "rbac.authorization.k8s.io"
-            && matches!(r.kind(), "RoleBinding" | "ClusterRoleBinding")
-            && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
-        {
-            for s in subjects.iter_mut() {
-                let Value::Object(s) = s else { continue };
-                if s.get("kind").and_then(Value::as_str) != Some("ServiceAccount") {
-                    continue;
+        // RBAC subjects and webhook services follow their object at the end of the build
+        // (nameref); an APIService's service namespace is set outright, as kustomize does.
+        if (r.group(), r.kind()) == ("apiregistration.k8s.io", "APIService") {
+            at_path(&mut r.obj, &["spec", "service"], true, &mut |m| {
+                if let Value::Object(m) = m {
+                    m.insert("namespace".into(), Value::String(ns.to_owned()));
                 }
-                let cur = s.get("namespace").and_then(Value::as_str).unwrap_or("");
-                if cur.is_empty() || cur == "default" {
-                    s.insert("namespace".into(), Value::String(ns.to_owned()));
-                }
-            }
+            });
         }
     }
 }
@@ -704,6 +701,109 @@ pub(super) fn at_path(v: &mut Value, path: &[&str], create: bool, f: &mut dyn Fn
         }
         _ => {}
     }
+}
+
+/// One entry of `labels[].fields`: where else the pairs go, for which objects.
+struct LabelField {
+    group: Option<String>,
+    version: Option<String>,
+    kind: Option<String>,
+    path: Vec<String>,
+    create: bool,
+}
+
+impl LabelField {
+    fn selects(&self, r: &Res) -> bool {
+        let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        is(&self.group, r.group()) && is(&self.version, r.version()) && is(&self.kind, r.kind())
+    }
+}
+
+/// Parses `labels[i].fields`: `path` (slash-separated, `\/` for a slash inside a key),
+/// optional `group`, `version`, `kind` and `create`.
+fn label_fields(
+    v: Option<&Value>,
+    kfile: &Path,
+    field: &str,
+) -> Result<Vec<LabelField>, KustomizeError> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(kerr(kfile, Some(field), "must be a list")),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, f) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let Value::Object(f) = f else {
+            return Err(kerr(kfile, Some(&at), "must be a map"));
+        };
+        let text = |key: &str| -> Result<Option<String>, KustomizeError> {
+            match f.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(kerr(
+                    kfile,
+                    Some(&format!("{at}.{key}")),
+                    "must be a string",
+                )),
+            }
+        };
+        for key in f.keys() {
+            if !matches!(
+                key.as_str(),
+                "path" | "group" | "version" | "kind" | "create"
+            ) {
+                return Err(kerr(kfile, Some(&format!("{at}.{key}")), "unknown field"));
+            }
+        }
+        let Some(path) = text("path")? else {
+            return Err(kerr(kfile, Some(&format!("{at}.path")), "is required"));
+        };
+        let create = match f.get("create") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(kerr(
+                    kfile,
+                    Some(&format!("{at}.create")),
+                    "must be true or false",
+                ));
+            }
+        };
+        out.push(LabelField {
+            group: text("group")?,
+            version: text("version")?,
+            kind: text("kind")?,
+            path: split_field_path(&path),
+            create,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits a field path on `/`, keeping `\/` as a slash inside a key.
+fn split_field_path(p: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'/') => {
+                chars.next();
+                if let Some(s) = out.last_mut() {
+                    s.push('/');
+                }
+            }
+            '/' => out.push(String::new()),
+            c => {
+                if let Some(s) = out.last_mut() {
+                    s.push(c);
+                }
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 fn put_pairs(pairs: &[(String, String)]) -> impl FnMut(&mut Value) + '_ {

@@ -117,7 +117,97 @@ pub fn render(
             node = d.docs.pop().unwrap_or_else(crate::sops::tree::Node::map);
         }
         let from_secret = obj.sops.is_some() || obj.generated_secret;
-        out.push(render_doc(node, origin, from_secret, opts)?);
+        let sealed = crate::sealed::is_sealed_secret(&node);
+        out.push(
+            render_doc(node, origin, from_secret, opts)
+                .map_err(|e| explain_sealed_rename(e, sealed, obj))?,
+        );
     }
     Ok(out)
+}
+
+/// A SealedSecret's scope is checked against the name and namespace the build gives it
+/// (the ones the cluster sees). When a kustomization changed them and opening fails, say
+/// which kustomization did, from what: a rename must not pass silently, nor puzzle.
+fn explain_sealed_rename(
+    mut e: RenderError,
+    sealed: bool,
+    obj: &kustomize::BuiltObject,
+) -> RenderError {
+    if let (true, Some(r)) = (sealed, &obj.renamed) {
+        let from = match &r.namespace {
+            Some(ns) => format!("{ns}/{}", r.name),
+            None => r.name.clone(),
+        };
+        e.message = format!(
+            "{} (the kustomization {} renamed or moved this SealedSecret from {from}; its scope is checked against the final name and namespace: seal it for those, or use a wider scope)",
+            e.message,
+            r.by.display()
+        );
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::render::{Limits, VaultResolver};
+    use crate::sealed::SecretValue;
+
+    /// Records each lookup; answers a canary built from the path.
+    struct Recorder(RefCell<Vec<String>>);
+
+    impl VaultResolver for Recorder {
+        fn resolve(&self, path: &str, key: &str) -> Result<SecretValue, String> {
+            self.0.borrow_mut().push(format!("{path}#{key}"));
+            Ok(SecretValue::new(
+                format!("canary-vault-{}", path.replace('/', "-")).into_bytes(),
+            ))
+        }
+    }
+
+    #[test]
+    fn vault_references_are_resolved_after_the_build() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let w = |p: &str, t: &str| {
+            let f = d.path().join(p);
+            std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+            std::fs::write(f, t).expect("write");
+        };
+        w("base/kustomization.yaml", "resources: [secret.yaml]\n");
+        w(
+            "base/secret.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/app/base#password\n  user: plain\n",
+        );
+        // The overlay renames, moves and patches the reference: the resolver must see the
+        // patched path, and the Secret its final name.
+        w(
+            "prod/kustomization.yaml",
+            "resources: [../base]\nnamespace: prod\nnamePrefix: prod-\npatches:\n- patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata: {name: db}\n    stringData:\n      password: ref+vault://secret/app/prod#password\n",
+        );
+        let ids = Identities::default();
+        let vault = Recorder(RefCell::new(Vec::new()));
+        let opts = RenderOptions {
+            sops_identities: &ids,
+            sealing_identities: &ids,
+            destination_namespace: None,
+            vault: &vault,
+            limits: Limits::default(),
+        };
+        let objs = render(d.path(), &d.path().join("prod"), &opts).expect("renders");
+        assert_eq!(
+            vault.0.borrow().as_slice(),
+            ["secret/app/prod#password".to_owned()]
+        );
+        assert_eq!(objs.len(), 1);
+        let o = &objs[0];
+        assert_eq!((o.name(), o.namespace()), ("prod-db", Some("prod")));
+        assert_eq!(o.vault_paths, vec!["secret/app/prod".to_owned()]);
+        assert!(o.holds_secrets);
+        let text = crate::manifest::emit_documents(std::slice::from_ref(&o.doc));
+        assert!(text.contains("canary-vault-secret-app-prod"), "{text}");
+        assert!(!text.contains("ref+vault"), "{text}");
+    }
 }
