@@ -544,6 +544,30 @@ fn stray_vault_refs(
     Ok(any)
 }
 
+/// For `lockstep check`: whether `doc`'s references outside a Secret's data are refused
+/// (the render error), and else the Vault paths they read, for the `vaultPaths` check.
+/// No Vault is called.
+pub fn vault_refs_outside_secret_data(
+    doc: &Node,
+    origin: &Origin,
+    policies: &crate::policy::PolicySet,
+) -> Result<Vec<String>, RenderError> {
+    struct Placeholder;
+    impl VaultResolver for Placeholder {
+        fn resolve(&self, _: &str, _: &str) -> Result<sealed::SecretValue, String> {
+            Ok(sealed::SecretValue::new(Vec::new()))
+        }
+    }
+    let is_secret = doc.get("kind").and_then(Node::as_str) == Some("Secret")
+        && doc.get("apiVersion").and_then(Node::as_str) == Some("v1");
+    let mut paths = Vec::new();
+    if stray_vault_refs(doc, origin, is_secret, Some(policies))? {
+        let mut copy = doc.clone();
+        resolve_refs_outside_secret_data(&mut copy, origin, is_secret, &Placeholder, &mut paths)?;
+    }
+    Ok(paths)
+}
+
 /// Resolves every string that is a `ref+vault://` reference outside `metadata` (and outside
 /// a Secret's data and stringData, done already), once the policies granted it. The value
 /// goes from its zeroizing buffer straight into the object; the object is then marked as
