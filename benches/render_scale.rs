@@ -112,6 +112,7 @@ fn render_all(dir: &Path) {
         destination_namespace: None,
         vault: &NoVault,
         limits: Limits::default(),
+        policies: None,
     };
     let start = Instant::now();
     let (mut objects, mut secrets) = (0usize, 0usize);

@@ -194,6 +194,29 @@ pub fn check_file(
             );
             continue;
         }
+        // References outside a Secret's data: refused as render refuses them, unless a
+        // policy grants them; then their paths are held to vaultPaths like a Secret's.
+        let mut outside_paths = Vec::new();
+        if !api.is_empty() && !kind.is_empty() {
+            let origin = crate::render::Origin {
+                file: path.to_path_buf(),
+                document: *document,
+            };
+            match crate::render::vault_refs_outside_secret_data(doc, &origin, policies) {
+                Ok(p) => outside_paths = p,
+                Err(e) => {
+                    add(
+                        line,
+                        [e.object, e.key, Some(e.message)]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(": "),
+                    );
+                    continue;
+                }
+            }
+        }
         if policies.policies.is_empty() {
             continue;
         }
@@ -222,6 +245,7 @@ pub fn check_file(
         } else {
             Vec::new()
         };
+        let vault_paths = [vault_paths, outside_paths].concat();
         let subject = Subject {
             api_version: api,
             kind,
@@ -332,6 +356,42 @@ mod tests {
             let docs = crate::manifest::load_documents(text.as_bytes()).unwrap_or_default();
             assert_eq!(document_lines(text).len(), docs.len(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn vault_references_outside_secrets_follow_the_policy_grant() {
+        let policy = |spec: &str| {
+            let y = format!(
+                "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {{name: p}}\nspec:\n{spec}"
+            );
+            let docs = crate::manifest::load_documents(y.as_bytes()).unwrap();
+            PolicySet {
+                policies: vec![
+                    crate::policy::Policy::from_node(&docs[0], Path::new("p.yaml")).unwrap(),
+                ],
+            }
+        };
+        let cm = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\ndata: {x: 'ref+vault://secret/data/team-b/db#pw'}\n";
+        let f = check_file(Path::new("c.yaml"), cm, None, &PolicySet::default());
+        assert_eq!(f.len(), 1, "{f:?}");
+        let m = f[0].to_string();
+        assert!(
+            m.starts_with("c.yaml:5: ConfigMap \"d\"")
+                && m.contains("key path data.x")
+                && m.contains("spec.vaultReferences.outsideSecrets"),
+            "{m}"
+        );
+        // Granted: only the vaultPaths rule of the same policies is left to break.
+        let granted = policy(
+            "  vaultReferences: {outsideSecrets: true}\n  vaultPaths: [secret/data/team-a/]\n",
+        );
+        let f = check_file(Path::new("c.yaml"), cm, None, &granted);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("(vaultPaths)"), "{f:?}");
+        let open = policy(
+            "  vaultReferences: {outsideSecrets: true}\n  vaultPaths: [secret/data/team-b/]\n",
+        );
+        assert!(check_file(Path::new("c.yaml"), cm, None, &open).is_empty());
     }
 
     #[test]

@@ -784,6 +784,7 @@ fn read_objects(
         destination_namespace: None,
         vault: &NoVault,
         limits: render::Limits::default(),
+        policies: None,
     };
     let mut out = Vec::new();
     for f in files {

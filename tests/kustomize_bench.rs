@@ -47,6 +47,7 @@ fn kustomize_thousand_apps() {
         destination_namespace: None,
         vault: &NoVault,
         limits: Limits::default(),
+        policies: None,
     };
     let root = sb.dir();
     let t = Instant::now();

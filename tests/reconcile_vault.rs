@@ -855,3 +855,107 @@ impl Drop for KillOnDrop {
         self.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_grant_lets_the_reconciler_resolve_a_reference_in_a_configmap() {
+    let bao = tokio::task::spawn_blocking(|| {
+        let bao = OpenBao::start();
+        bao.run(&[
+            "kv",
+            "put",
+            "-mount=secret",
+            "team-a/db",
+            &format!("dsn={CANARY}-cm"),
+        ]);
+        bao.policy(
+            "team-a",
+            "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+        );
+        bao
+    })
+    .await
+    .unwrap();
+    let token = bao.token(&["team-a"], "1h");
+    let reads = || support::openbao::audited_reads(&bao.audit_path(), "secret/data/team-a/db");
+    let seeded = reads();
+    let h = Harness::start().await;
+    let r = TestRepo::new(0);
+    h.tenant(NS).await;
+    h.policy(
+        "tenants",
+        &r.srv_dir(),
+        json!({"vaultPaths": ["secret/data/team-a/"]}),
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(h.admin.clone(), NS);
+    let tok: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "vault-token"},
+        "stringData": {"token": token},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &tok).await.unwrap();
+    let c1 = vault_secret_app(
+        &r,
+        "app/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  mode: fast\n  dsn: ref+vault://secret/team-a/db#dsn\n",
+    );
+    h.application(
+        NS,
+        "app",
+        json!({
+            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
+            "serviceAccountName": "deployer",
+            "interval": "1m",
+            "retryInterval": "2s",
+            "timeout": "20s",
+            "prune": true,
+            "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
+        }),
+    )
+    .await;
+
+    // No grant: refused before any read, naming the field that would allow it.
+    h.wait_not_ready(
+        NS,
+        "app",
+        "BuildFailed",
+        "spec.vaultReferences.outsideSecrets",
+    )
+    .await;
+    assert_eq!(reads(), seeded, "no Vault read without the grant");
+    assert!(h.configmap(NS, "settings").await.is_none());
+
+    // The cluster's Policy grants it: the ConfigMap is applied with the value.
+    h.policy(
+        "tenants",
+        &r.srv_dir(),
+        json!({"vaultPaths": ["secret/data/team-a/"], "vaultReferences": {"outsideSecrets": true}}),
+    )
+    .await;
+    h.request_reconcile(NS, "app").await;
+    let app = h.wait_ready(NS, "app", Some(&c1)).await;
+    let cm = h.configmap(NS, "settings").await.expect("applied");
+    let data = cm.data.unwrap_or_default();
+    assert_eq!(data["dsn"], format!("{CANARY}-cm"));
+    assert_eq!(data["mode"], "fast");
+    assert!(reads() > seeded, "read from Vault once granted");
+    assert!(!serde_json::to_string(&app.status).unwrap().contains(CANARY));
+
+    // Another binding Policy forbids it: not applied again, the last applied stays.
+    h.policy(
+        "platform",
+        &r.srv_dir(),
+        json!({"vaultReferences": {"outsideSecrets": false}}),
+    )
+    .await;
+    h.request_reconcile(NS, "app").await;
+    let app = h
+        .wait_not_ready(NS, "app", "BuildFailed", "policy \"platform\" forbids")
+        .await;
+    assert!(!serde_json::to_string(&app.status).unwrap().contains(CANARY));
+    assert!(
+        h.configmap(NS, "settings").await.is_some(),
+        "nothing pruned"
+    );
+    assert!(!format!("{:?}", h.events(NS).await).contains(CANARY));
+}

@@ -162,6 +162,87 @@ fn render_failures_name_the_reference_and_cause_without_values() {
     assert!(out.all_text().contains("unreachable"), "{}", out.all_text());
 }
 
+#[test]
+fn a_policy_lets_render_resolve_a_reference_in_a_configmap() {
+    let bao = OpenBao::start();
+    seed(&bao);
+    let token = bao.token(&["team-a"], "1h");
+    let sb = Sandbox::new();
+    sb.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  mode: fast\n  password: ref+vault://secret/team-a/db#password\n",
+    );
+    let reads = || bao.audited(|p| p.starts_with("secret/data/team-a/db"));
+
+    // Without a policy that grants it: refused, naming the field that would, no call.
+    let before = reads();
+    let err = render(&sb, &bao, &token, &[]).fails_with(1).all_text();
+    assert!(
+        err.contains("cm.yaml")
+            && err.contains("ConfigMap \"settings\"")
+            && err.contains("key path data.password")
+            && err.contains("spec.vaultReferences.outsideSecrets: true"),
+        "{err}"
+    );
+    assert_eq!(reads(), before, "refused before any Vault call");
+
+    // The grant, but vaultPaths of the same policies refuse the path: still no call.
+    sb.write(
+        "policies/p.yaml",
+        "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: team-a}\nspec:\n  vaultPaths: ['secret/data/team-b/']\n  vaultReferences: {outsideSecrets: true}\n",
+    );
+    let err = render(&sb, &bao, &token, &["--policy", "policies"])
+        .fails_with(1)
+        .all_text();
+    assert!(
+        err.contains("refused by policy") && err.contains("team-a"),
+        "{err}"
+    );
+    assert_eq!(reads(), before, "vaultPaths checked before any call");
+
+    // Granted with the right prefix: resolved, printed only with --reveal.
+    sb.write(
+        "policies/p.yaml",
+        "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: team-a}\nspec:\n  vaultPaths: ['secret/data/team-a/']\n  vaultReferences: {outsideSecrets: true}\n",
+    );
+    let out = render(&sb, &bao, &token, &["--policy", "policies"]).ok();
+    let text = out.stdout_str();
+    assert!(
+        text.contains(&format!("password: {CANARY_V2}")) && text.contains("mode: fast"),
+        "{text}"
+    );
+    assert!(!out.stderr.contains(CANARY_V2), "trace logs carry no value");
+    assert_eq!(reads(), before + 1);
+    sb.write("token", &token);
+    let mut c = sb.lockstep([
+        "render",
+        "app",
+        "--policy",
+        "policies",
+        "--vault-addr",
+        &bao.addr,
+        "--vault-token-file",
+        &sb.path("token").display().to_string(),
+    ]);
+    let out = support::run(&mut c).ok();
+    let text = out.all_text();
+    assert!(!text.contains(CANARY_V2), "{text}");
+    assert!(text.contains("settings"), "{text}");
+
+    // A second policy forbidding it wins.
+    sb.write(
+        "policies/q.yaml",
+        "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: platform}\nspec:\n  vaultReferences: {outsideSecrets: false}\n",
+    );
+    let before = reads();
+    let err = render(&sb, &bao, &token, &["--policy", "policies"])
+        .fails_with(1)
+        .all_text();
+    assert!(err.contains("policy \"platform\" forbids"), "{err}");
+    assert!(!err.contains(CANARY_V2));
+    assert_eq!(reads(), before);
+}
+
 fn endpoint(bao: &OpenBao) -> Endpoint {
     Endpoint {
         address: bao.addr.clone(),

@@ -72,6 +72,7 @@ pub fn run(ctx: &Context, a: Args) -> CliResult {
             None => &NoVault,
         },
         limits: Limits::default(),
+        policies: Some(&policies),
     };
     let objects = match &a.root {
         Some(root) => render::render_app(root, &a.dir, &opts),

@@ -680,6 +680,7 @@ async fn run(
     };
     let vault_outcome = resolver.clone();
     let render_checkout = checkout.clone();
+    let render_policies = policy_set.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         let keep = render_checkout;
         if !root.is_dir() {
@@ -696,6 +697,7 @@ async fn run(
                 None => &render::NoVault,
             },
             limits: render::Limits::default(),
+            policies: Some(&render_policies),
         };
         // A kustomization's bases may live anywhere in the checkout, never outside it.
         // The resolver (and every value it read) is dropped with this closure.

@@ -72,6 +72,9 @@ pub struct PolicySpec {
     /// Allowed Vault path prefixes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_paths: Option<Vec<String>>,
+    /// Where `ref+vault://` references may be resolved beyond a Secret's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_references: Option<VaultReferenceRules>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signatures: Option<SignatureRules>,
     /// Git sources bound Applications may fetch.
@@ -114,6 +117,15 @@ impl From<ScopeName> for Scope {
             ScopeName::ClusterWide => Scope::ClusterWide,
         }
     }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultReferenceRules {
+    /// `true` lets bound Applications resolve references in any value of an object of a
+    /// kind this Policy allows (not in metadata), unless another bound Policy says `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_secrets: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
@@ -172,6 +184,7 @@ impl ClusterPolicy {
                 .as_ref()
                 .map(|v| v.iter().map(|x| Scope::from(*x)).collect()),
             vault_paths: s.vault_paths.clone(),
+            vault_refs_outside_secrets: s.vault_references.as_ref().and_then(|v| v.outside_secrets),
             signatures: Signatures {
                 required: signatures.required,
                 signers: signatures.signers,
@@ -598,8 +611,9 @@ mod tests {
 
     #[test]
     fn a_cluster_policy_evaluates_like_the_same_file() {
-        let yaml = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: tenants}\nspec:\n  applications: {namespaces: ['team-*']}\n  namespaces: ['team-*']\n  kinds: {allow: [/ConfigMap, 'apps/*'], deny: [/Pod]}\n  sealedSecretScopes: [strict, namespace-wide]\n  vaultPaths: [secret/data/tenants/]\n  signatures: {required: true, signers: ['ssh-ed25519 AAAA x']}\n  sources: {allow: ['https://git.example.com/*']}\n  serviceAccounts: [{namespaces: ['team-*'], names: [deployer]}]\n";
+        let yaml = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: tenants}\nspec:\n  applications: {namespaces: ['team-*']}\n  namespaces: ['team-*']\n  kinds: {allow: [/ConfigMap, 'apps/*'], deny: [/Pod]}\n  sealedSecretScopes: [strict, namespace-wide]\n  vaultPaths: [secret/data/tenants/]\n  vaultReferences: {outsideSecrets: true}\n  signatures: {required: true, signers: ['ssh-ed25519 AAAA x']}\n  sources: {allow: ['https://git.example.com/*']}\n  serviceAccounts: [{namespaces: ['team-*'], names: [deployer]}]\n";
         let from_file = file_policy(yaml);
+        assert_eq!(from_file.vault_refs_outside_secrets, Some(true));
         let obj: ClusterPolicy = serde_saphyr::from_str(yaml).unwrap();
         let mut from_cluster = obj.to_policy().unwrap();
         assert_eq!(from_cluster.file, PathBuf::from("cluster Policy tenants"));

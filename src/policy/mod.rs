@@ -20,6 +20,7 @@
 //!     deny: ["Secret"]
 //!   sealedSecretScopes: [strict]           # accepted SealedSecret scopes
 //!   vaultPaths: ["secret/data/team-a/"]    # allowed Vault path prefixes
+//!   vaultReferences: {outsideSecrets: true} # resolve references outside Secret data
 //!   signatures: {required: true, signers: ["ssh-ed25519 AAAA..."]}
 //!   applications: {namespaces: ["team-*"]} # which Applications it binds (all if absent)
 //!   sources: {allow: ["https://git.example.com/*"]}  # file:// only by a file:// pattern
@@ -159,6 +160,11 @@ pub struct Policy {
     pub deny_kinds: Vec<String>,
     pub sealed_secret_scopes: Option<Vec<Scope>>,
     pub vault_paths: Option<Vec<String>>,
+    /// `spec.vaultReferences.outsideSecrets`: `Some(true)` grants resolving `ref+vault://`
+    /// references outside a Secret's data (a ConfigMap, an env value); `Some(false)`
+    /// forbids it whatever other policies grant; `None` has no opinion. See
+    /// [`PolicySet::vault_refs_outside_secrets`].
+    pub vault_refs_outside_secrets: Option<bool>,
     pub signatures: Signatures,
     /// Namespace globs of the Applications this policy binds; `None` binds every one.
     pub applications: Option<Vec<String>>,
@@ -303,6 +309,7 @@ impl Policy {
                         "kinds",
                         "sealedSecretScopes",
                         "vaultPaths",
+                        "vaultReferences",
                         "signatures",
                         "applications",
                         "sources",
@@ -354,6 +361,31 @@ impl Policy {
                 "spec.signatures.required is true but no signers are listed".into(),
             ));
         }
+        let vault_refs_outside_secrets = match spec.get("vaultReferences") {
+            None | Some(Node::Scalar(Scalar::Null)) => None,
+            Some(Node::Map(items)) => {
+                let mut out = None;
+                for item in items {
+                    let MapItem::Entry(k, v) = item else {
+                        continue;
+                    };
+                    match (k.as_str(), v) {
+                        ("outsideSecrets", Node::Scalar(Scalar::Bool(b))) => out = Some(*b),
+                        ("outsideSecrets", Node::Scalar(Scalar::Null)) => {}
+                        ("outsideSecrets", _) => {
+                            return Err(err(
+                                "spec.vaultReferences.outsideSecrets must be true or false".into(),
+                            ));
+                        }
+                        (k, _) => {
+                            return Err(err(format!("unknown field spec.vaultReferences.{k}")));
+                        }
+                    }
+                }
+                out
+            }
+            Some(_) => return Err(err("spec.vaultReferences must be a map".into())),
+        };
         let ext = cluster::parse_file_extensions(spec, &name, &fname)?;
         Ok(Policy {
             applications: ext.applications,
@@ -378,6 +410,7 @@ impl Policy {
             .unwrap_or_default(),
             sealed_secret_scopes: scopes,
             vault_paths: strings(spec.get("vaultPaths"), &name, &fname, "spec.vaultPaths")?,
+            vault_refs_outside_secrets,
             signatures,
         })
     }
@@ -533,6 +566,40 @@ impl PolicySet {
         self.policies.iter().flat_map(|p| p.check(obj)).collect()
     }
 
+    /// Whether `ref+vault://` references outside a Secret's data may be resolved in an
+    /// object of this kind. Policies restrict, and this field grants, so the rule is
+    /// stricter than for the others: refused unless at least one policy says
+    /// `outsideSecrets: true` and lets this kind through its own `kinds` rules, and none says
+    /// `outsideSecrets: false`. An empty set (no policy) refuses. The error says why and
+    /// which field would change it.
+    pub fn vault_refs_outside_secrets(&self, group: &str, kind: &str) -> Result<(), String> {
+        if let Some(p) = self
+            .policies
+            .iter()
+            .find(|p| p.vault_refs_outside_secrets == Some(false))
+        {
+            return Err(format!(
+                "policy {:?} forbids Vault references outside a Secret's data or stringData \
+                 (spec.vaultReferences.outsideSecrets: false)",
+                p.name
+            ));
+        }
+        let grants = self.policies.iter().any(|p| {
+            p.vault_refs_outside_secrets == Some(true)
+                && !p.deny_kinds.iter().any(|d| kind_matches(d, group, kind))
+                && (p.allow_kinds.is_empty() || p.allows_kind_explicitly(group, kind).is_some())
+        });
+        if grants {
+            return Ok(());
+        }
+        Err(format!(
+            "Vault references are resolved only in a Secret's data or stringData (or its \
+             lockstep.dev/vault-path annotation) unless a binding policy that allows kind {} \
+             sets spec.vaultReferences.outsideSecrets: true",
+            gk(group, kind)
+        ))
+    }
+
     /// Signers any of the policies requires (empty when none requires signatures).
     pub fn required_signers(&self) -> Option<Vec<String>> {
         let req: Vec<&Policy> = self
@@ -673,6 +740,29 @@ mod tests {
         );
         let docs = crate::manifest::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec:\n  signatures: {required: true}\n").unwrap();
         assert!(Policy::from_node(&docs[0], Path::new("p.yaml")).is_err());
+        for (spec, want) in [
+            (
+                "vaultReferences: {outsideSecrets: 'yes'}",
+                "must be true or false",
+            ),
+            (
+                "vaultReferences: {outside: true}",
+                "unknown field spec.vaultReferences.outside",
+            ),
+            (
+                "vaultReferences: true",
+                "spec.vaultReferences must be a map",
+            ),
+        ] {
+            let yaml = format!(
+                "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {{name: p}}\nspec:\n  {spec}\n"
+            );
+            let docs = crate::manifest::load_documents(yaml.as_bytes()).unwrap();
+            let e = Policy::from_node(&docs[0], Path::new("p.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{spec}: {e}");
+        }
     }
 }
 

@@ -195,6 +195,7 @@ mod tests {
             destination_namespace: None,
             vault: &vault,
             limits: Limits::default(),
+            policies: None,
         };
         let objs = render(d.path(), &d.path().join("prod"), &opts).expect("renders");
         assert_eq!(

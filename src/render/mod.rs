@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::age_keys::Identities;
 use crate::sealed::{self, Scope};
-use crate::sops::tree::{MapItem, Node, Scalar};
+use crate::sops::tree::{MapItem, Node, Scalar, Text};
 use crate::sops::{self, DecryptOptions};
 
 mod kustomize_render;
@@ -65,6 +65,10 @@ pub struct RenderOptions<'a> {
     pub destination_namespace: Option<&'a str>,
     pub vault: &'a dyn VaultResolver,
     pub limits: Limits,
+    /// The policies binding the app. Render asks them one thing only: whether Vault
+    /// references outside a Secret's data may be resolved (the full check runs after
+    /// render). `None` refuses such references, like a set with no grant.
+    pub policies: Option<&'a crate::policy::PolicySet>,
 }
 
 /// Where an object came from.
@@ -402,8 +406,8 @@ pub(crate) fn render_doc(
     let is_secret = kind == "Secret" && api == "v1";
     // References are resolved only in a Secret's data and stringData; anywhere else one
     // would reach the cluster as literal text, or a tenant could route a value into a
-    // ConfigMap. Refused, before any Vault call.
-    stray_vault_refs(&doc, &origin, is_secret)?;
+    // ConfigMap. Refused, before any Vault call, unless the binding policies grant it.
+    let outside = stray_vault_refs(&doc, &origin, is_secret, opts.policies)?;
     if !is_secret
         && doc
             .get("metadata")
@@ -424,8 +428,18 @@ pub(crate) fn render_doc(
         resolve_whole_secret(&mut doc, &origin, opts.vault, &mut vault_paths)?;
         resolve_vault_refs(&mut doc, &origin, opts.vault, &mut vault_paths)?;
     }
-    // Anything that came out of a SOPS file held encrypted values, whatever its kind.
-    let holds_secrets = from_sops || (kind == "Secret" && !vault_paths.is_empty());
+    if outside {
+        resolve_refs_outside_secret_data(
+            &mut doc,
+            &origin,
+            is_secret,
+            opts.vault,
+            &mut vault_paths,
+        )?;
+    }
+    // Anything that came out of a SOPS file held encrypted values, whatever its kind; a
+    // value read from Vault makes the object secret wherever it was written.
+    let holds_secrets = from_sops || (kind == "Secret" && !vault_paths.is_empty()) || outside;
     Ok(RenderedObject {
         doc,
         origin,
@@ -435,10 +449,18 @@ pub(crate) fn render_doc(
     })
 }
 
-/// The first string that is a `ref+vault://` reference outside a Secret's data/stringData (and its
-/// vault-path annotation), as an error naming the key path. The text itself is not
-/// repeated.
-fn stray_vault_refs(doc: &Node, origin: &Origin, is_secret: bool) -> Result<(), RenderError> {
+/// Checks strings that are `ref+vault://` references outside a Secret's data/stringData
+/// (and its vault-path annotation). Returns whether there are any, once the policies
+/// grant them for this kind; otherwise the first one is an error naming the key path (the
+/// text itself is not repeated). In `metadata` (and `apiVersion`, `kind`) they are always
+/// refused: names, labels and annotations are printed, logged and listed everywhere, and
+/// redaction keeps them readable.
+fn stray_vault_refs(
+    doc: &Node,
+    origin: &Origin,
+    is_secret: bool,
+    policies: Option<&crate::policy::PolicySet>,
+) -> Result<bool, RenderError> {
     fn walk(node: &Node, path: &mut Vec<String>, found: &mut Option<String>) {
         if found.is_some() {
             return;
@@ -478,9 +500,15 @@ fn stray_vault_refs(doc: &Node, origin: &Origin, is_secret: bool) -> Result<(), 
         }
     }
     let Node::Map(items) = doc else {
-        return Ok(());
+        return Ok(false);
     };
-    let mut found = None;
+    let refuse = |p: String, message: String| RenderError {
+        file: origin.file.clone(),
+        object: Some(describe_doc(doc, origin)),
+        key: Some(format!("key path {p}")),
+        message: format!("a Vault reference here is not allowed: {message}"),
+    };
+    let mut any = false;
     for item in items {
         let MapItem::Entry(k, v) = item else {
             continue;
@@ -488,19 +516,132 @@ fn stray_vault_refs(doc: &Node, origin: &Origin, is_secret: bool) -> Result<(), 
         if is_secret && (k == "data" || k == "stringData") {
             continue;
         }
+        let mut found = None;
         let mut path = vec![k.clone()];
         walk(v, &mut path, &mut found);
-        if let Some(p) = found {
-            return Err(RenderError {
-                file: origin.file.clone(),
-                object: Some(describe_doc(doc, origin)),
-                key: Some(format!("key path {p}")),
-                message: "a Vault reference here is not allowed: references are resolved only \
-                          in a Secret's data or stringData (or its lockstep.dev/vault-path \
-                          annotation, which takes a path, not a reference)"
-                    .into(),
-            });
+        let Some(p) = found else {
+            continue;
+        };
+        if matches!(k.as_str(), "metadata" | "apiVersion" | "kind") {
+            return Err(refuse(
+                p,
+                "references are never resolved in metadata, apiVersion or kind".into(),
+            ));
         }
+        if !any {
+            let api = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+            let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+            let group = api.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+            policies
+                .map(|ps| ps.vault_refs_outside_secrets(group, kind))
+                .unwrap_or_else(|| {
+                    crate::policy::PolicySet::default().vault_refs_outside_secrets(group, kind)
+                })
+                .map_err(|m| refuse(p, m))?;
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+/// For `lockstep check`: whether `doc`'s references outside a Secret's data are refused
+/// (the render error), and else the Vault paths they read, for the `vaultPaths` check.
+/// No Vault is called.
+pub fn vault_refs_outside_secret_data(
+    doc: &Node,
+    origin: &Origin,
+    policies: &crate::policy::PolicySet,
+) -> Result<Vec<String>, RenderError> {
+    struct Placeholder;
+    impl VaultResolver for Placeholder {
+        fn resolve(&self, _: &str, _: &str) -> Result<sealed::SecretValue, String> {
+            Ok(sealed::SecretValue::new(Vec::new()))
+        }
+    }
+    let is_secret = doc.get("kind").and_then(Node::as_str) == Some("Secret")
+        && doc.get("apiVersion").and_then(Node::as_str) == Some("v1");
+    let mut paths = Vec::new();
+    if stray_vault_refs(doc, origin, is_secret, Some(policies))? {
+        let mut copy = doc.clone();
+        resolve_refs_outside_secret_data(&mut copy, origin, is_secret, &Placeholder, &mut paths)?;
+    }
+    Ok(paths)
+}
+
+/// Resolves every string that is a `ref+vault://` reference outside `metadata` (and outside
+/// a Secret's data and stringData, done already), once the policies granted it. The value
+/// goes from its zeroizing buffer straight into the object; the object is then marked as
+/// holding secrets by the caller.
+fn resolve_refs_outside_secret_data(
+    doc: &mut Node,
+    origin: &Origin,
+    is_secret: bool,
+    vault: &dyn VaultResolver,
+    paths: &mut Vec<String>,
+) -> Result<(), RenderError> {
+    fn walk(
+        node: &mut Node,
+        key_path: &str,
+        resolve: &mut dyn FnMut(&str, &mut Text) -> Result<(), RenderError>,
+    ) -> Result<(), RenderError> {
+        match node {
+            Node::Map(items) => {
+                for item in items.iter_mut() {
+                    if let MapItem::Entry(k, v) = item {
+                        walk(v, &format!("{key_path}.{k}"), resolve)?;
+                    }
+                }
+            }
+            Node::List(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    walk(v, &format!("{key_path}[{i}]"), resolve)?;
+                }
+            }
+            Node::Scalar(Scalar::Str(t)) if t.as_str().trim_start().starts_with("ref+vault://") => {
+                resolve(key_path, t)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let object = describe_doc(doc, origin);
+    let mut resolve = |key_path: &str, text: &mut Text| -> Result<(), RenderError> {
+        let err = |m: String| RenderError {
+            file: origin.file.clone(),
+            object: Some(object.clone()),
+            key: Some(format!("key path {key_path}")),
+            message: m,
+        };
+        // Leading blanks would make the text a literal to Vault-unaware readers and a
+        // reference to the detector: refuse rather than guess.
+        let r = crate::vault::parse_reference(text.as_str())
+            .unwrap_or_else(|| Err("a reference must start with ref+vault://".into()))
+            .map_err(err)?;
+        paths.push(r.path.clone());
+        let value = vault.resolve(&r.path, &r.key).map_err(err)?;
+        let plain = std::str::from_utf8(value.expose()).map_err(|_| {
+            err(
+                "the value read from Vault is not UTF-8 text; only a Secret's data takes bytes"
+                    .into(),
+            )
+        })?;
+        // Text zeroizes on drop: the value never sits in a plain String.
+        *text = Text::from(plain);
+        Ok(())
+    };
+    let Some(items) = doc.as_map_mut() else {
+        return Ok(());
+    };
+    for item in items.iter_mut() {
+        let MapItem::Entry(k, v) = item else {
+            continue;
+        };
+        if matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
+            || (is_secret && (k == "data" || k == "stringData"))
+        {
+            continue;
+        }
+        walk(v, k, &mut resolve)?;
     }
     Ok(())
 }
@@ -797,6 +938,7 @@ mod tests {
             destination_namespace: Some("team-a"),
             vault: &NoVault,
             limits: Limits::default(),
+            policies: None,
         };
         let objs = render_dir(d.path(), &opts).unwrap();
         let names: Vec<_> = objs
@@ -832,6 +974,7 @@ mod tests {
             destination_namespace: None,
             vault: &NoVault,
             limits: Limits::default(),
+            policies: None,
         };
         let mut out = Vec::new();
         render_file(
@@ -911,6 +1054,7 @@ mod tests {
             destination_namespace: None,
             vault: &NoVault,
             limits: Limits::default(),
+            policies: None,
         };
         let mut out = Vec::new();
         let e = render_file(Path::new("s.enc.yaml"), &enc, &opts, &mut out)
@@ -933,6 +1077,7 @@ mod tests {
             destination_namespace: Some("team-a"),
             vault: &NoVault,
             limits: Limits::default(),
+            policies: None,
         };
         let last_applied = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"stringData":{"p":"canary-la1"}}"#;
         let text = format!(
@@ -989,6 +1134,7 @@ mod tests {
             destination_namespace: Some("team-b"),
             vault: &NoVault,
             limits: Limits::default(),
+            policies: None,
         };
         let e = render_dir(d.path(), &opts).unwrap_err().to_string();
         assert!(
@@ -1014,6 +1160,7 @@ mod tests {
             destination_namespace: None,
             vault: &vault,
             limits: Limits::default(),
+            policies: None,
         };
         for (doc, object, path) in [
             (
@@ -1053,6 +1200,122 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_grants_vault_references_outside_secret_data() {
+        struct Canary(std::cell::RefCell<Vec<String>>);
+        impl VaultResolver for Canary {
+            fn resolve(&self, path: &str, key: &str) -> Result<sealed::SecretValue, String> {
+                self.0.borrow_mut().push(format!("{path}#{key}"));
+                Ok(sealed::SecretValue::new(
+                    format!("canary-{key}-7f3a").into_bytes(),
+                ))
+            }
+        }
+        let policies = |yamls: &[&str]| crate::policy::PolicySet {
+            policies: yamls
+                .iter()
+                .map(|y| {
+                    let docs = crate::manifest::load_documents(y.as_bytes()).unwrap();
+                    crate::policy::Policy::from_node(&docs[0], Path::new("policies/p.yaml"))
+                        .unwrap()
+                })
+                .collect(),
+        };
+        let grant = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: grant}\nspec:\n  vaultReferences: {outsideSecrets: true}\n";
+        let grant_cm_only = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: cm-only}\nspec:\n  kinds: {allow: [/ConfigMap]}\n  vaultReferences: {outsideSecrets: true}\n";
+        let forbid = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: strict}\nspec:\n  vaultReferences: {outsideSecrets: false}\n";
+        let silent = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: silent}\nspec:\n  vaultPaths: [secret/]\n";
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata:\n  plain: text\n  dsn: 'ref+vault://secret/team-a/db#dsn'\n";
+        let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        env:\n        - {name: B, value: 'ref+vault://secret/team-a/api#token'}\n";
+        let in_meta = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, labels: {x: 'ref+vault://secret/team-a/db#dsn'}}\ndata: {a: 'ref+vault://secret/team-a/db#dsn'}\n";
+        let none = Identities::default();
+        let run = |set: Option<&crate::policy::PolicySet>, doc: &str| {
+            let vault = Canary(Default::default());
+            let opts = RenderOptions {
+                sops_identities: &none,
+                sealing_identities: &none,
+                destination_namespace: Some("team-a"),
+                vault: &vault,
+                limits: Limits::default(),
+                policies: set,
+            };
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("o.yaml"), doc).unwrap();
+            let out = render_dir(d.path(), &opts).map_err(|e| e.to_string());
+            (out, vault.0.into_inner())
+        };
+
+        // Refused by default: no policies, or policies without an opinion.
+        for set in [None, Some(&policies(&[silent]))] {
+            let (out, calls) = run(set, cm);
+            let e = out.unwrap_err();
+            assert!(
+                e.contains("o.yaml")
+                    && e.contains("ConfigMap \"cm\"")
+                    && e.contains("key path data.dsn")
+                    && e.contains("spec.vaultReferences.outsideSecrets: true"),
+                "{e}"
+            );
+            assert!(calls.is_empty(), "refused before any Vault call");
+        }
+
+        // Granted: every reference outside metadata is resolved, the object holds secrets.
+        let (out, calls) = run(Some(&policies(&[silent, grant])), cm);
+        let mut objs = out.unwrap();
+        assert_eq!(calls, ["secret/team-a/db#dsn"]);
+        assert!(objs[0].holds_secrets);
+        assert_eq!(objs[0].vault_paths, ["secret/team-a/db"]);
+        let data = objs[0].doc.get("data").unwrap();
+        assert_eq!(
+            data.get("dsn").and_then(Node::as_str),
+            Some("canary-dsn-7f3a")
+        );
+        assert_eq!(data.get("plain").and_then(Node::as_str), Some("text"));
+        redact_object(&mut objs[0]);
+        let shown = crate::manifest::emit_documents(&[objs[0].doc.clone()]);
+        assert!(!shown.contains("canary"), "{shown}");
+        let (out, _) = run(Some(&policies(&[grant])), deploy);
+        let objs = out.unwrap();
+        let text = crate::manifest::emit_documents(&[objs[0].doc.clone()]);
+        assert!(
+            text.contains("canary-token-7f3a") && objs[0].holds_secrets,
+            "{text}"
+        );
+
+        // A second binding policy that forbids it wins, whatever the order.
+        for set in [policies(&[grant, forbid]), policies(&[forbid, grant])] {
+            let (out, calls) = run(Some(&set), cm);
+            let e = out.unwrap_err();
+            assert!(
+                e.contains("policy \"strict\" forbids") && e.contains("key path data.dsn"),
+                "{e}"
+            );
+            assert!(calls.is_empty());
+        }
+
+        // The grant covers only kinds the granting policy lets through.
+        let (out, calls) = run(Some(&policies(&[grant_cm_only])), deploy);
+        let e = out.unwrap_err();
+        assert!(
+            e.contains("Deployment \"web\"")
+                && e.contains("key path spec.template.spec.containers[0].env[0].value")
+                && e.contains("apps/Deployment"),
+            "{e}"
+        );
+        assert!(calls.is_empty());
+        assert!(run(Some(&policies(&[grant_cm_only])), cm).0.is_ok());
+
+        // Never in metadata, where redaction keeps values readable.
+        let (out, calls) = run(Some(&policies(&[grant])), in_meta);
+        let e = out.unwrap_err();
+        assert!(
+            e.contains("key path metadata.labels.x") && e.contains("never"),
+            "{e}"
+        );
+        assert!(calls.is_empty());
+        assert!(!e.contains("canary"));
+    }
+
+    #[test]
     fn a_vault_path_annotation_fills_a_secret_with_every_key() {
         struct Fixed;
         impl VaultResolver for Fixed {
@@ -1077,6 +1340,7 @@ mod tests {
             destination_namespace: None,
             vault: &Fixed,
             limits: Limits::default(),
+            policies: None,
         };
         let d = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -1113,6 +1377,7 @@ mod tests {
             destination_namespace: None,
             vault: &NoVault,
             limits,
+            policies: None,
         };
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(
