@@ -959,3 +959,77 @@ async fn a_policy_grant_lets_the_reconciler_resolve_a_reference_in_a_configmap()
     );
     assert!(!format!("{:?}", h.events(NS).await).contains(CANARY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_address_outside_the_policy_is_denied_before_any_call() {
+    let bao = tokio::task::spawn_blocking(|| {
+        let bao = OpenBao::start();
+        bao.run(&[
+            "kv",
+            "put",
+            "-mount=secret",
+            "team-a/db",
+            &format!("password={CANARY}-addr"),
+        ]);
+        bao
+    })
+    .await
+    .unwrap();
+    let token = bao.token(&["root"], "1h");
+    let reads = || support::openbao::audited_reads(&bao.audit_path(), "secret/data/team-a/db");
+    let seeded = reads();
+    let h = Harness::start().await;
+    let r = TestRepo::new(0);
+    h.tenant(NS).await;
+    // The platform allows one Vault; the tenant names another (here: the real one, which
+    // the Policy does not list, so no request may reach it).
+    h.policy(
+        "tenants",
+        &r.srv_dir(),
+        json!({"vaultAddresses": ["https://vault.example.com:8200"]}),
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(h.admin.clone(), NS);
+    let tok: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "vault-token"},
+        "stringData": {"token": token},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &tok).await.unwrap();
+    let c1 = vault_secret_app(
+        &r,
+        "app/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
+    );
+    h.application(
+        NS,
+        "app",
+        json!({
+            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
+            "serviceAccountName": "deployer",
+            "interval": "1m",
+            "retryInterval": "2s",
+            "timeout": "20s",
+            "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
+        }),
+    )
+    .await;
+    let origin = bao.addr.trim_end_matches('/').to_owned();
+    h.wait_not_ready(NS, "app", "PolicyDenied", "vaultAddresses")
+        .await;
+    assert_eq!(reads(), seeded, "no Vault call for a denied address");
+    assert!(h.secret(NS, "db").await.is_none());
+
+    // The platform lists this Vault: the same commit applies.
+    h.policy(
+        "tenants",
+        &r.srv_dir(),
+        json!({"vaultAddresses": ["https://vault.example.com:8200", origin]}),
+    )
+    .await;
+    h.request_reconcile(NS, "app").await;
+    h.wait_ready(NS, "app", Some(&c1)).await;
+    let s = h.secret(NS, "db").await.expect("applied");
+    assert_eq!(secret_value(&s, "password"), format!("{CANARY}-addr"));
+    assert!(reads() > seeded);
+}

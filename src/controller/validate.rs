@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use super::application::{Application, ApplicationStatus, LocalRef, VerifyMode};
 use super::conditions::reason;
 use super::duration::parse_duration;
-use crate::policy::{Denial, Policy, check_service_account, check_source};
+use crate::policy::{Denial, Policy, check_service_account, check_source, check_vault_address};
 use crate::source::GitRef;
 use crate::source::url::SourceUrl;
 
@@ -547,7 +547,7 @@ pub fn validate(app: &Application) -> Result<ValidSpec, InvalidSpec> {
 }
 
 /// What the Policies binding this Application say about it as a whole: its source URL
-/// (local sources refused unless allowed) and its service account. Objects it renders
+/// (local sources refused unless allowed), its service account and its Vault address. Objects it renders
 /// are checked separately ([`crate::policy::PolicySet::check`]). Any denial should stop
 /// the reconcile with [`reason::POLICY_DENIED`] before anything is fetched.
 pub fn policy_denials(valid: &ValidSpec, bound: &[&Policy]) -> Vec<Denial> {
@@ -557,6 +557,9 @@ pub fn policy_denials(valid: &ValidSpec, bound: &[&Policy]) -> Vec<Denial> {
         &valid.namespace,
         &valid.service_account,
     ));
+    if let Some(v) = &valid.vault {
+        out.extend(check_vault_address(bound, &v.address));
+    }
     out
 }
 
@@ -810,6 +813,21 @@ mod tests {
         assert_eq!(rules, ["sources.allow", "sources", "serviceAccounts"]);
         // With no Policy at all, a local source is still refused.
         assert_eq!(policy_denials(&bad, &[]).len(), 1);
+        // A Vault address outside spec.vaultAddresses is refused before any Vault call.
+        let docs = crate::manifest::load_documents(b"apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: vault}\nspec:\n  vaultAddresses: ['https://vault.example.com']\n").unwrap();
+        let policies = vec![Policy::from_node(&docs[0], std::path::Path::new("v.yaml")).unwrap()];
+        let bound = crate::policy::policies_binding("payments", &policies);
+        let with_vault = |addr: &str| {
+            validate(&app(&format!("  source: {{url: 'https://git.example.com/org/platform.git'}}\n  serviceAccountName: payments-deployer\n  interval: 1m\n  vault: {{address: '{addr}', auth: {{kubernetes: {{role: payments}}}}}}\n"))).unwrap()
+        };
+        assert!(policy_denials(&with_vault("https://vault.example.com/"), &bound).is_empty());
+        let d = policy_denials(&with_vault("https://vault.example.com.evil.test"), &bound);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].rule, "vaultAddresses");
+        assert!(
+            policy_denials(&ok, &bound).is_empty(),
+            "no vault block, no opinion"
+        );
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct PolicySpec {
     /// Allowed Vault path prefixes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_paths: Option<Vec<String>>,
+    /// Vault origins (`scheme://host[:port]`, globs) bound Applications may name in
+    /// `spec.vault.address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_addresses: Option<Vec<String>>,
     /// Where `ref+vault://` references may be resolved beyond a Secret's data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_references: Option<VaultReferenceRules>,
@@ -185,6 +189,7 @@ impl ClusterPolicy {
                 .map(|v| v.iter().map(|x| Scope::from(*x)).collect()),
             vault_paths: s.vault_paths.clone(),
             vault_refs_outside_secrets: s.vault_references.as_ref().and_then(|v| v.outside_secrets),
+            vault_addresses: s.vault_addresses.clone(),
             signatures: Signatures {
                 required: signatures.required,
                 signers: signatures.signers,
@@ -379,6 +384,27 @@ impl Policy {
         }
     }
 
+    /// This Policy's verdict on a Vault address (`None`: allowed, or no `vaultAddresses`
+    /// rule). Patterns match the address's origin only, so a path or a longer host
+    /// (`https://vault.example.com.evil.test`) never rides on an exact pattern.
+    pub fn check_vault_address(&self, address: &str) -> Option<Denial> {
+        let allow = self.vault_addresses.as_ref()?;
+        let origin = vault_origin(address);
+        let matched = allow.iter().any(|p| {
+            let p = p.trim().trim_end_matches('/').to_ascii_lowercase();
+            glob_match(&p, &origin)
+        });
+        if matched {
+            None
+        } else {
+            Some(Denial {
+                policy: self.name.clone(),
+                rule: "vaultAddresses".into(),
+                message: format!("Vault address {origin:?} matches none of {allow:?}"),
+            })
+        }
+    }
+
     /// This Policy's verdict on acting as service account `name` in namespace `ns`.
     pub fn check_service_account(&self, ns: &str, name: &str) -> Option<Denial> {
         let rules = self.service_accounts.as_ref()?;
@@ -455,6 +481,25 @@ pub fn check_source(bound: &[&Policy], url: &str) -> Vec<Denial> {
     out
 }
 
+/// `scheme://host[:port]` of a Vault address, lower-cased: what `vaultAddresses`
+/// patterns match. Anything after the authority (a path, a query) is dropped, and so is
+/// userinfo (validation refuses it anyway) so that it cannot pose as the host.
+fn vault_origin(address: &str) -> String {
+    let lower = address.trim().to_ascii_lowercase();
+    let (scheme, rest) = lower.split_once("://").unwrap_or(("", lower.as_str()));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}")
+}
+
+/// Every denial of a Vault address by the binding Policies.
+pub fn check_vault_address(bound: &[&Policy], address: &str) -> Vec<Denial> {
+    bound
+        .iter()
+        .filter_map(|p| p.check_vault_address(address))
+        .collect()
+}
+
 /// Every denial of service account `name` in `ns` by the binding Policies.
 pub fn check_service_account(bound: &[&Policy], ns: &str, name: &str) -> Vec<Denial> {
     bound
@@ -502,6 +547,48 @@ mod tests {
         assert_eq!(names("infra-12"), ["everyone"]);
         assert_eq!(names("default"), ["everyone"]);
         assert_eq!(bound_set("team-a", &ps).policies.len(), 2);
+    }
+
+    #[test]
+    fn vault_addresses_match_the_origin_only() {
+        let p = named(
+            "tenants",
+            "  vaultAddresses: ['https://vault.example.com:8200', 'https://*.vault.internal']\n",
+        );
+        let bound = [&p];
+        for ok in [
+            "https://vault.example.com:8200",
+            "HTTPS://Vault.Example.com:8200/",
+            "https://vault.example.com:8200/v1/some/path",
+            "https://team-a.vault.internal",
+        ] {
+            assert!(check_vault_address(&bound, ok).is_empty(), "{ok}");
+        }
+        for bad in [
+            // Another port, another scheme, a longer host, userinfo posing as the host.
+            "https://vault.example.com",
+            "http://vault.example.com:8200",
+            "https://vault.example.com:8200.evil.test",
+            "https://vault.example.com:8200@evil.test",
+            "https://vault.internal",
+        ] {
+            let d = check_vault_address(&bound, bad);
+            assert_eq!(d.len(), 1, "{bad}");
+            assert_eq!(
+                (d[0].policy.as_str(), d[0].rule.as_str()),
+                ("tenants", "vaultAddresses")
+            );
+        }
+        // No rule: no opinion; an empty list allows nothing.
+        let open = named("open", "  namespaces: ['*']\n");
+        assert!(check_vault_address(&[&open], "https://anywhere").is_empty());
+        let none = named("none", "  vaultAddresses: []\n");
+        assert_eq!(check_vault_address(&[&none], "https://anywhere").len(), 1);
+        // Every binding Policy with a rule must agree.
+        assert_eq!(
+            check_vault_address(&[&p, &none], "https://vault.example.com:8200").len(),
+            1
+        );
     }
 
     #[test]
@@ -611,9 +698,13 @@ mod tests {
 
     #[test]
     fn a_cluster_policy_evaluates_like_the_same_file() {
-        let yaml = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: tenants}\nspec:\n  applications: {namespaces: ['team-*']}\n  namespaces: ['team-*']\n  kinds: {allow: [/ConfigMap, 'apps/*'], deny: [/Pod]}\n  sealedSecretScopes: [strict, namespace-wide]\n  vaultPaths: [secret/data/tenants/]\n  vaultReferences: {outsideSecrets: true}\n  signatures: {required: true, signers: ['ssh-ed25519 AAAA x']}\n  sources: {allow: ['https://git.example.com/*']}\n  serviceAccounts: [{namespaces: ['team-*'], names: [deployer]}]\n";
+        let yaml = "apiVersion: lockstep.dev/v1alpha1\nkind: Policy\nmetadata: {name: tenants}\nspec:\n  applications: {namespaces: ['team-*']}\n  namespaces: ['team-*']\n  kinds: {allow: [/ConfigMap, 'apps/*'], deny: [/Pod]}\n  sealedSecretScopes: [strict, namespace-wide]\n  vaultPaths: [secret/data/tenants/]\n  vaultReferences: {outsideSecrets: true}\n  vaultAddresses: ['https://vault.example.com:8200']\n  signatures: {required: true, signers: ['ssh-ed25519 AAAA x']}\n  sources: {allow: ['https://git.example.com/*']}\n  serviceAccounts: [{namespaces: ['team-*'], names: [deployer]}]\n";
         let from_file = file_policy(yaml);
         assert_eq!(from_file.vault_refs_outside_secrets, Some(true));
+        assert_eq!(
+            from_file.vault_addresses.as_deref(),
+            Some(&["https://vault.example.com:8200".to_owned()][..])
+        );
         let obj: ClusterPolicy = serde_saphyr::from_str(yaml).unwrap();
         let mut from_cluster = obj.to_policy().unwrap();
         assert_eq!(from_cluster.file, PathBuf::from("cluster Policy tenants"));

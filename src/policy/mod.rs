@@ -20,6 +20,7 @@
 //!     deny: ["Secret"]
 //!   sealedSecretScopes: [strict]           # accepted SealedSecret scopes
 //!   vaultPaths: ["secret/data/team-a/"]    # allowed Vault path prefixes
+//!   vaultAddresses: ["https://vault.example.com:8200"]  # Vault origins Applications may name
 //!   vaultReferences: {outsideSecrets: true} # resolve references outside Secret data
 //!   signatures: {required: true, signers: ["ssh-ed25519 AAAA..."]}
 //!   applications: {namespaces: ["team-*"]} # which Applications it binds (all if absent)
@@ -33,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 pub use cluster::{
     ClusterPolicy, Denial, PolicySpec, ServiceAccountRule, bound_set, check_service_account,
-    check_source, policies_binding,
+    check_source, check_vault_address, policies_binding,
 };
 
 use crate::sealed::Scope;
@@ -165,6 +166,10 @@ pub struct Policy {
     /// forbids it whatever other policies grant; `None` has no opinion. See
     /// [`PolicySet::vault_refs_outside_secrets`].
     pub vault_refs_outside_secrets: Option<bool>,
+    /// `spec.vaultAddresses`: globs of the Vault origins (`scheme://host[:port]`) bound
+    /// Applications may name in `spec.vault.address`; `None` has no opinion. See
+    /// [`cluster::check_vault_address`].
+    pub vault_addresses: Option<Vec<String>>,
     pub signatures: Signatures,
     /// Namespace globs of the Applications this policy binds; `None` binds every one.
     pub applications: Option<Vec<String>>,
@@ -310,6 +315,7 @@ impl Policy {
                         "sealedSecretScopes",
                         "vaultPaths",
                         "vaultReferences",
+                        "vaultAddresses",
                         "signatures",
                         "applications",
                         "sources",
@@ -411,6 +417,12 @@ impl Policy {
             sealed_secret_scopes: scopes,
             vault_paths: strings(spec.get("vaultPaths"), &name, &fname, "spec.vaultPaths")?,
             vault_refs_outside_secrets,
+            vault_addresses: strings(
+                spec.get("vaultAddresses"),
+                &name,
+                &fname,
+                "spec.vaultAddresses",
+            )?,
             signatures,
         })
     }
