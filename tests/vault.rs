@@ -399,6 +399,8 @@ fn hundred_apps_ten_refs_one_login_per_tenant_one_read_per_path() {
             .sum::<usize>()
     };
     let mut rows = Vec::new();
+    eprintln!("| round | logins | KV reads | mount lookups | wall time (debug build, 2 cores) |");
+    eprintln!("|---|---|---|---|---|");
     for round in ["cold", "warm"] {
         let (l0, r0, m0) = (
             count("auth/approle/login"),
@@ -426,8 +428,8 @@ fn hundred_apps_ten_refs_one_login_per_tenant_one_read_per_path() {
         let (logins, rds) = (count("auth/approle/login") - l0, reads() - r0);
         let lookups = v.counters().mount_lookups - m0;
         eprintln!(
-            "{round}: 100 apps x 10 refs: {logins} logins, {rds} reads, {lookups} mount lookups, {:?}",
-            started.elapsed()
+            "| {round} | {logins} | {rds} | {lookups} | {:.2} s |",
+            started.elapsed().as_secs_f64()
         );
         rows.push((logins, rds, lookups));
     }
@@ -551,6 +553,8 @@ fn hundred_apps_kubernetes_auth_one_login_and_one_token_request_per_tenant() {
         ])
     };
     let mut rows = Vec::new();
+    eprintln!("| round | logins | TokenRequests | KV reads | wall time (debug build, 2 cores) |");
+    eprintln!("|---|---|---|---|---|");
     for round in ["cold", "warm"] {
         let (l0, t0) = (
             bao.audited(|p| p == "auth/kubernetes/login"),
@@ -595,8 +599,8 @@ fn hundred_apps_kubernetes_auth_one_login_and_one_token_request_per_tenant() {
         let trs = token_requests() - t0;
         let reads = audited_reads() - r0;
         eprintln!(
-            "{round}: 100 apps x 10 refs, Kubernetes auth: {logins} logins, {trs} TokenRequests, {reads} reads, {:?}",
-            started.elapsed()
+            "| {round} | {logins} | {trs} | {reads} | {:.2} s |",
+            started.elapsed().as_secs_f64()
         );
         rows.push((logins, trs, reads));
     }
