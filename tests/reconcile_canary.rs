@@ -175,7 +175,7 @@ async fn a_canary_value_never_reaches_logs_events_status_metrics_or_errors() {
     assert!(ready_message(&app).contains("password"));
 
     // Everything the outside world can see.
-    let metrics = reqwest_metrics(port).await;
+    let metrics = support::cluster::controller_metrics(port).await;
     assert!(metrics.contains("lockstep_reconciles_total"), "{metrics}");
     let _ = child.kill();
     let _ = child.wait();
@@ -198,21 +198,4 @@ async fn a_canary_value_never_reaches_logs_events_status_metrics_or_errors() {
         );
         assert!(!metrics.contains(&form), "metrics hold the canary ({form})");
     }
-}
-
-/// GET /metrics from the controller with a bare HTTP/1.1 request.
-async fn reqwest_metrics(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for _ in 0..50 {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .await
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the controller's metrics endpoint did not answer");
 }

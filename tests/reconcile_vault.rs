@@ -53,13 +53,7 @@ async fn token_auth_resolves_into_a_secret_follows_changes_and_fails_safe() {
         json!({"vaultPaths": ["secret/data/team-a/", "kv/team-a/"]}),
     )
     .await;
-    let secrets: Api<Secret> = Api::namespaced(h.admin.clone(), NS);
-    let tok: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "vault-token"},
-        "stringData": {"token": token},
-    }))
-    .unwrap();
-    secrets.create(&PostParams::default(), &tok).await.unwrap();
+    store_vault_token(&h, &token).await;
     support::write(
         &r.work.join("app/db.yaml"),
         "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n  api: ref+vault://kv/team-a/api#key\n",
@@ -73,20 +67,7 @@ async fn token_auth_resolves_into_a_secret_follows_changes_and_fails_safe() {
     support::git::git(&r.work, &["commit", "-q", "-m", "vault refs"]);
     r.publish();
     let c1 = r.head();
-    h.application(
-        NS,
-        "app",
-        json!({
-            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
-            "serviceAccountName": "deployer",
-            "interval": "1m",
-            "retryInterval": "2s",
-            "timeout": "20s",
-            "prune": true,
-            "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
-        }),
-    )
-    .await;
+    token_app(&h, &r, &bao, json!({"prune": true})).await;
     h.wait_ready(NS, "app", Some(&c1)).await;
     let s = h.secret(NS, "db").await.expect("db applied");
     assert_eq!(secret_value(&s, "password"), format!("{CANARY}-1"));
@@ -195,6 +176,32 @@ where
     api.create(&PostParams::default(), &obj)
         .await
         .expect("create");
+}
+
+/// Stores a Vault token in Secret `vault-token` of the tenant namespace (the app reads it).
+async fn store_vault_token(h: &Harness, token: &str) {
+    create_json::<Secret>(
+        &Api::namespaced(h.admin.clone(), NS),
+        json!({"metadata": {"name": "vault-token"}, "stringData": {"token": token}}),
+    )
+    .await;
+}
+
+/// Application `app` in the tenant namespace: path `app/` of `r`, token auth against
+/// `bao`, retrying every 2 s; `extra` adds or overrides spec fields.
+async fn token_app(h: &Harness, r: &TestRepo, bao: &OpenBao, extra: serde_json::Value) {
+    let mut spec = json!({
+        "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
+        "serviceAccountName": "deployer",
+        "interval": "1m",
+        "retryInterval": "2s",
+        "timeout": "20s",
+        "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    h.application(NS, "app", spec).await;
 }
 
 /// What a platform team sets up once for Vault's kubernetes auth: a reviewer service
@@ -463,23 +470,6 @@ fn seed_approle(bao: &OpenBao, password: &str) {
     ]);
 }
 
-/// GET /metrics from the controller with a bare HTTP/1.1 request.
-async fn metrics_of(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for _ in 0..50 {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .await
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the controller's metrics endpoint did not answer");
-}
-
 fn audited_containing(bao: &OpenBao, needle: &str) -> usize {
     bao.audited(|p| p.contains(needle))
 }
@@ -697,9 +687,9 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     };
-    let f0 = failures(&metrics_of(port).await);
+    let f0 = failures(&support::cluster::controller_metrics(port).await);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while failures(&metrics_of(port).await) < f0 + 2 {
+    while failures(&support::cluster::controller_metrics(port).await) < f0 + 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "no retry while Vault is down"
@@ -729,7 +719,7 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
     );
 
     // Nothing outside saw a value.
-    let metrics = metrics_of(port).await;
+    let metrics = support::cluster::controller_metrics(port).await;
     assert!(metrics.contains("lockstep_reconciles_total"), "{metrics}");
     child.stop();
     let logs = std::fs::read_to_string(&log_path).unwrap();
@@ -770,28 +760,17 @@ async fn sealed_and_hung_vault_are_transient_and_named() {
     let r = TestRepo::new(0);
     h.tenant(NS).await;
     h.policy("tenants", &r.srv_dir(), json!({})).await;
-    create_json::<Secret>(
-        &Api::namespaced(h.admin.clone(), NS),
-        json!({"metadata": {"name": "vault-token"}, "stringData": {"token": token}}),
-    )
-    .await;
+    store_vault_token(&h, &token).await;
     let c1 = vault_secret_app(
         &r,
         "app/db.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
     );
-    h.application(
-        NS,
-        "app",
-        json!({
-            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
-            "serviceAccountName": "deployer",
-            "interval": "1m",
-            "retryInterval": "1m",
-            "timeout": "30s",
-            "prune": true,
-            "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
-        }),
+    token_app(
+        &h,
+        &r,
+        &bao,
+        json!({"retryInterval": "1m", "timeout": "30s", "prune": true}),
     )
     .await;
     h.wait_ready(NS, "app", Some(&c1)).await;
@@ -887,32 +866,13 @@ async fn a_policy_grant_lets_the_reconciler_resolve_a_reference_in_a_configmap()
         json!({"vaultPaths": ["secret/data/team-a/"]}),
     )
     .await;
-    let secrets: Api<Secret> = Api::namespaced(h.admin.clone(), NS);
-    let tok: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "vault-token"},
-        "stringData": {"token": token},
-    }))
-    .unwrap();
-    secrets.create(&PostParams::default(), &tok).await.unwrap();
+    store_vault_token(&h, &token).await;
     let c1 = vault_secret_app(
         &r,
         "app/settings.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  mode: fast\n  dsn: ref+vault://secret/team-a/db#dsn\n",
     );
-    h.application(
-        NS,
-        "app",
-        json!({
-            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
-            "serviceAccountName": "deployer",
-            "interval": "1m",
-            "retryInterval": "2s",
-            "timeout": "20s",
-            "prune": true,
-            "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
-        }),
-    )
-    .await;
+    token_app(&h, &r, &bao, json!({"prune": true})).await;
 
     // No grant: refused before any read, naming the field that would allow it.
     h.wait_not_ready(
@@ -989,31 +949,13 @@ async fn a_vault_address_outside_the_policy_is_denied_before_any_call() {
         json!({"vaultAddresses": ["https://vault.example.com:8200"]}),
     )
     .await;
-    let secrets: Api<Secret> = Api::namespaced(h.admin.clone(), NS);
-    let tok: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "vault-token"},
-        "stringData": {"token": token},
-    }))
-    .unwrap();
-    secrets.create(&PostParams::default(), &tok).await.unwrap();
+    store_vault_token(&h, &token).await;
     let c1 = vault_secret_app(
         &r,
         "app/db.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
     );
-    h.application(
-        NS,
-        "app",
-        json!({
-            "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
-            "serviceAccountName": "deployer",
-            "interval": "1m",
-            "retryInterval": "2s",
-            "timeout": "20s",
-            "vault": {"address": bao.addr, "auth": {"tokenSecretRef": {"name": "vault-token"}}},
-        }),
-    )
-    .await;
+    token_app(&h, &r, &bao, json!({})).await;
     let origin = bao.addr.trim_end_matches('/').to_owned();
     h.wait_not_ready(NS, "app", "PolicyDenied", "vaultAddresses")
         .await;

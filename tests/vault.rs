@@ -243,6 +243,26 @@ fn a_policy_lets_render_resolve_a_reference_in_a_configmap() {
     assert_eq!(reads(), before);
 }
 
+/// AppRole credentials of `role` as lockstep holds them: its role id and a new secret id.
+fn approle_auth(bao: &OpenBao, role: &str) -> Auth {
+    let role_id = bao.run(&[
+        "read",
+        "-field=role_id",
+        &format!("auth/approle/role/{role}/role-id"),
+    ]);
+    let secret_id = bao.run(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        &format!("auth/approle/role/{role}/secret-id"),
+    ]);
+    Auth::AppRole {
+        mount: "approle".into(),
+        role_id: Secret::new(role_id.trim().into()),
+        secret_id: Secret::new(secret_id.trim().into()),
+    }
+}
+
 fn endpoint(bao: &OpenBao) -> Endpoint {
     Endpoint {
         address: bao.addr.clone(),
@@ -273,18 +293,7 @@ fn approle_logs_in_once_per_key_renews_and_never_shares_across_tenants() {
         "token_ttl=6s",
         "token_max_ttl=1h",
     ]);
-    let role_id = bao.run(&["read", "-field=role_id", "auth/approle/role/team-a/role-id"]);
-    let secret_id = bao.run(&[
-        "write",
-        "-f",
-        "-field=secret_id",
-        "auth/approle/role/team-a/secret-id",
-    ]);
-    let auth = Auth::AppRole {
-        mount: "approle".into(),
-        role_id: Secret::new(role_id.trim().into()),
-        secret_id: Secret::new(secret_id.trim().into()),
-    };
+    let auth = approle_auth(&bao, "team-a");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let v = Vault::default();
     let logins = || bao.audited(|p| p == "auth/approle/login");
@@ -373,18 +382,7 @@ fn hundred_apps_ten_refs_one_login_per_tenant_one_read_per_path() {
             "b=2",
         ]);
     }
-    let role_id = bao.run(&["read", "-field=role_id", "auth/approle/role/apps/role-id"]);
-    let secret_id = bao.run(&[
-        "write",
-        "-f",
-        "-field=secret_id",
-        "auth/approle/role/apps/secret-id",
-    ]);
-    let auth = Auth::AppRole {
-        mount: "approle".into(),
-        role_id: Secret::new(role_id.trim().into()),
-        secret_id: Secret::new(secret_id.trim().into()),
-    };
+    let auth = approle_auth(&bao, "apps");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let v = Vault::default();
     let count = |op_path: &str| bao.audited(|p| p == op_path);
@@ -446,7 +444,6 @@ fn hundred_apps_ten_refs_one_login_per_tenant_one_read_per_path() {
 /// audience. Logins counted in OpenBao's audit log, TokenRequests in devcluster's metrics.
 #[test]
 fn hundred_apps_kubernetes_auth_one_login_and_one_token_request_per_tenant() {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
     use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
     use kube::Api;
@@ -515,34 +512,14 @@ fn hundred_apps_kubernetes_auth_one_login_and_one_token_request_per_tenant() {
             &bao.addr,
         );
     }
-    let jwt_for = |ns: String| -> vault::JwtSource {
-        let (admin, audience) = (admin.clone(), bao.addr.clone());
-        std::sync::Arc::new(move || {
-            let (admin, audience, ns) = (admin.clone(), audience.clone(), ns.clone());
-            Box::pin(async move {
-                let api: Api<ServiceAccount> = Api::namespaced(admin, &ns);
-                let req = TokenRequest {
-                    spec: Some(TokenRequestSpec {
-                        audiences: Some(vec![audience]),
-                        expiration_seconds: Some(600),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                };
-                api.create_token_request("deployer", &Default::default(), &req)
-                    .await
-                    .ok()
-                    .and_then(|r| r.status)
-                    .and_then(|s| s.token)
-                    .map(Secret::new)
-                    .ok_or_else(|| {
-                        (
-                            "TokenRequest failed".to_owned(),
-                            vault::FailureClass::Transient,
-                        )
-                    })
-            })
-        })
+    // The reconciler's own JWT source (here as admin: this test has no impersonation).
+    let jwt_for = |ns: String| {
+        lockstep::controller::reconcile::token_request_jwt(
+            admin.clone(),
+            ns,
+            "deployer".into(),
+            bao.addr.clone(),
+        )
     };
     let v = Vault::default();
     let token_requests = || {

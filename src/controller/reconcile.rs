@@ -1122,7 +1122,7 @@ async fn vault_resolver(
     policy_set: &crate::policy::PolicySet,
 ) -> Result<crate::vault::AppResolver, Stop> {
     use crate::controller::validate::VaultLogin;
-    use crate::vault::{Auth, Endpoint, FailureClass, Secret as VSecret};
+    use crate::vault::{Auth, Endpoint, Secret as VSecret};
     let text = |data: &BTreeMap<String, Vec<u8>>, key: &str, field: &str| {
         data.get(key)
             .and_then(|b| std::str::from_utf8(b).ok())
@@ -1171,7 +1171,6 @@ async fn vault_resolver(
             }
         }
         VaultLogin::Kubernetes { role, mount } => {
-            let client = as_app.clone();
             let ns = valid.namespace.clone();
             let sa = valid
                 .service_account
@@ -1179,56 +1178,7 @@ async fn vault_resolver(
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            let audience = v.address.clone();
-            let jwt: crate::vault::JwtSource = Arc::new(move || {
-                let (client, ns, sa, audience) =
-                    (client.clone(), ns.clone(), sa.clone(), audience.clone());
-                Box::pin(async move {
-                    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-                    use k8s_openapi::api::core::v1::ServiceAccount;
-                    let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
-                    let req = TokenRequest {
-                        spec: Some(TokenRequestSpec {
-                            audiences: Some(vec![audience]),
-                            expiration_seconds: Some(600),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    };
-                    let resp = api
-                        .create_token_request(&sa, &Default::default(), &req)
-                        .await
-                        .map_err(|e| match &e {
-                            // The RBAC the tenant must grant, named exactly.
-                            kube::Error::Api(s) if s.code == 403 => (
-                                format!(
-                                    "system:serviceaccount:{ns}:{sa} may not request its own \
-                                     token: it needs create on serviceaccounts/token \
-                                     (resourceNames [{sa}]) in namespace {ns}"
-                                ),
-                                FailureClass::Stalled,
-                            ),
-                            kube::Error::Api(s) if s.code < 500 && s.code != 429 => (
-                                format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e)),
-                                FailureClass::Failed,
-                            ),
-                            _ => (
-                                format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e)),
-                                FailureClass::Transient,
-                            ),
-                        })?;
-                    resp.status
-                        .and_then(|s| s.token)
-                        .filter(|t| !t.is_empty())
-                        .map(VSecret::new)
-                        .ok_or_else(|| {
-                            (
-                                format!("TokenRequest for {ns}/{sa}: no token returned"),
-                                FailureClass::Transient,
-                            )
-                        })
-                })
-            });
+            let jwt = token_request_jwt(as_app.clone(), ns, sa, v.address.clone());
             Auth::Kubernetes {
                 mount: mount.clone(),
                 role: role.clone(),
@@ -1290,6 +1240,66 @@ async fn read_secret(
             ),
         )),
     }
+}
+/// The JWT source of Kubernetes auth: a TokenRequest of service account `sa` in `ns` for
+/// itself, audience-bound to `audience` (the Vault address), 10 minutes, made with `client`
+/// (the reconciler impersonating that same account) each time a login is due. A 403 names
+/// the RBAC the tenant must grant.
+pub fn token_request_jwt(
+    client: kube::Client,
+    ns: String,
+    sa: String,
+    audience: String,
+) -> crate::vault::JwtSource {
+    use crate::vault::{FailureClass, Secret as VSecret};
+    Arc::new(move || {
+        let (client, ns, sa, audience) = (client.clone(), ns.clone(), sa.clone(), audience.clone());
+        Box::pin(async move {
+            use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+            use k8s_openapi::api::core::v1::ServiceAccount;
+            let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
+            let req = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(vec![audience]),
+                    expiration_seconds: Some(600),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let resp = api
+                .create_token_request(&sa, &Default::default(), &req)
+                .await
+                .map_err(|e| match &e {
+                    // The RBAC the tenant must grant, named exactly.
+                    kube::Error::Api(s) if s.code == 403 => (
+                        format!(
+                            "system:serviceaccount:{ns}:{sa} may not request its own \
+                             token: it needs create on serviceaccounts/token \
+                             (resourceNames [{sa}]) in namespace {ns}"
+                        ),
+                        FailureClass::Stalled,
+                    ),
+                    kube::Error::Api(s) if s.code < 500 && s.code != 429 => (
+                        format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e)),
+                        FailureClass::Failed,
+                    ),
+                    _ => (
+                        format!("TokenRequest for {ns}/{sa}: {}", api_error_text(&e)),
+                        FailureClass::Transient,
+                    ),
+                })?;
+            resp.status
+                .and_then(|s| s.token)
+                .filter(|t| !t.is_empty())
+                .map(VSecret::new)
+                .ok_or_else(|| {
+                    (
+                        format!("TokenRequest for {ns}/{sa}: no token returned"),
+                        FailureClass::Transient,
+                    )
+                })
+        })
+    })
 }
 
 /// An API error as status code and reason only: the server's message can echo a

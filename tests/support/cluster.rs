@@ -481,3 +481,20 @@ pub async fn client_with_token(cluster: &devcluster::DevCluster, token: &str) ->
 pub fn name_of(a: &Application) -> String {
     format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any())
 }
+
+/// GET /metrics from the controller with a bare HTTP/1.1 request.
+pub async fn controller_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..50 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the controller's metrics endpoint did not answer");
+}
