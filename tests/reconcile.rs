@@ -40,29 +40,12 @@ async fn setup(h: &Harness, repo: &TestRepo) {
     h.policy("tenants", &repo.srv_dir(), json!({})).await;
 }
 
-fn commit_files(repo: &TestRepo, files: &[(&str, String)], remove: &[&str]) -> String {
-    for f in remove {
-        let _ = std::fs::remove_file(repo.work.join(f));
-    }
-    for (path, content) in files {
-        support::write(&repo.work.join(path), content);
-    }
-    support::git::git(&repo.work, &["add", "-A"]);
-    support::git::git(
-        &repo.work,
-        &["commit", "-q", "--allow-empty", "-m", "change"],
-    );
-    repo.publish();
-    repo.head()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_update_and_prune_across_commits() {
     let h = Harness::start().await;
     let r = TestRepo::new(0);
     setup(&h, &r).await;
-    let c1 = commit_files(
-        &r,
+    let c1 = r.commit_files(
         &[
             ("app/a.yaml", cm("a", NS, "1")),
             ("app/b.yaml", cm("b", NS, "1")),
@@ -80,8 +63,7 @@ async fn create_update_and_prune_across_commits() {
         "team-a/app"
     );
 
-    let c2 = commit_files(
-        &r,
+    let c2 = r.commit_files(
         &[
             ("app/a.yaml", cm("a", NS, "2")),
             ("app/c.yaml", cm("c", NS, "1")),
@@ -123,7 +105,7 @@ async fn an_unchanged_round_makes_no_writes_and_no_per_object_requests() {
         .map(|i| (format!("app/cm{i}.yaml"), cm(&format!("cm{i}"), NS, "x")))
         .collect();
     let refs: Vec<(&str, String)> = files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
-    let c1 = commit_files(&r, &refs, &[]);
+    let c1 = r.commit_files(&refs, &[]);
     h.application(NS, "app", spec(&r, "app")).await;
     h.wait_ready(NS, "app", Some(&c1)).await;
 
@@ -178,7 +160,7 @@ async fn a_kubectl_edit_is_corrected_with_one_event() {
     let h = Harness::start().await;
     let r = TestRepo::new(0);
     setup(&h, &r).await;
-    let c1 = commit_files(&r, &[("app/a.yaml", cm("a", NS, "from-git"))], &[]);
+    let c1 = r.commit_files(&[("app/a.yaml", cm("a", NS, "from-git"))], &[]);
     h.application(NS, "app", spec(&r, "app")).await;
     h.wait_ready(NS, "app", Some(&c1)).await;
 
@@ -214,7 +196,7 @@ async fn a_manager_that_keeps_taking_a_field_is_reported_not_fought() {
     let h = Harness::start().await;
     let r = TestRepo::new(0);
     setup(&h, &r).await;
-    let c1 = commit_files(&r, &[("app/a.yaml", cm("a", NS, "3"))], &[]);
+    let c1 = r.commit_files(&[("app/a.yaml", cm("a", NS, "3"))], &[]);
     h.application(NS, "app", spec(&r, "app")).await;
     h.wait_ready(NS, "app", Some(&c1)).await;
 
@@ -277,8 +259,7 @@ async fn deleting_the_whole_app_path_prunes_nothing_and_says_why() {
     let h = Harness::start().await;
     let r = TestRepo::new(0);
     setup(&h, &r).await;
-    let c1 = commit_files(
-        &r,
+    let c1 = r.commit_files(
         &[
             ("app/a.yaml", cm("a", NS, "1")),
             ("app/b.yaml", cm("b", NS, "1")),
@@ -288,7 +269,7 @@ async fn deleting_the_whole_app_path_prunes_nothing_and_says_why() {
     h.application(NS, "app", spec(&r, "app")).await;
     h.wait_ready(NS, "app", Some(&c1)).await;
     // The directory is gone entirely.
-    commit_files(&r, &[], &["app/a.yaml", "app/b.yaml"]);
+    r.commit_files(&[], &["app/a.yaml", "app/b.yaml"]);
     h.request_reconcile(NS, "app").await;
     let app = h
         .wait_not_ready(NS, "app", "BuildFailed", "not a directory")
@@ -296,7 +277,7 @@ async fn deleting_the_whole_app_path_prunes_nothing_and_says_why() {
     assert!(h.configmap(NS, "a").await.is_some() && h.configmap(NS, "b").await.is_some());
     assert_eq!(inventory_names(&app), vec!["ConfigMap/a", "ConfigMap/b"]);
     // An empty directory: an empty render, which never prunes without allowEmpty.
-    commit_files(&r, &[("app/README.md", "nothing here".into())], &[]);
+    r.commit_files(&[("app/README.md", "nothing here".into())], &[]);
     h.request_reconcile(NS, "app").await;
     let app = h
         .wait_not_ready(NS, "app", "PruneBlocked", "spec.allowEmpty")
@@ -314,13 +295,13 @@ async fn a_prune_over_the_budget_waits_for_approval_of_that_exact_prune() {
         .map(|i| (format!("app/cm{i}.yaml"), cm(&format!("cm{i}"), NS, "x")))
         .collect();
     let refs: Vec<(&str, String)> = files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
-    let c1 = commit_files(&r, &refs, &[]);
+    let c1 = r.commit_files(&refs, &[]);
     h.application(NS, "app", spec(&r, "app")).await;
     h.wait_ready(NS, "app", Some(&c1)).await;
     // Remove 6 of 10: over 25% of an inventory over 5.
     let gone: Vec<String> = (0..6).map(|i| format!("app/cm{i}.yaml")).collect();
     let gone_refs: Vec<&str> = gone.iter().map(String::as_str).collect();
-    commit_files(&r, &[], &gone_refs);
+    r.commit_files(&[], &gone_refs);
     h.request_reconcile(NS, "app").await;
     let app = h
         .wait_not_ready(NS, "app", "PruneBlocked", "lockstep.dev/approve-prune")
@@ -364,8 +345,7 @@ async fn an_app_writing_another_namespace_is_denied_and_nothing_is_half_applied(
     setup(&h, &r).await;
     h.tenant("team-b").await;
     // Sorted by file name, the own-namespace object comes first: it must not be written.
-    let c1 = commit_files(
-        &r,
+    let c1 = r.commit_files(
         &[
             ("app/a-own.yaml", cm("own", NS, "1")),
             ("app/b-other.yaml", cm("intruder", "team-b", "1")),
@@ -395,7 +375,7 @@ async fn references_to_another_namespace_and_missing_accounts_are_refused() {
     let h = Harness::start().await;
     let r = TestRepo::new(0);
     setup(&h, &r).await;
-    commit_files(&r, &[("app/a.yaml", cm("a", NS, "1"))], &[]);
+    r.commit_files(&[("app/a.yaml", cm("a", NS, "1"))], &[]);
     let mut s = spec(&r, "app");
     s["decryption"] = json!({"secretRef": {"name": "keys", "namespace": "lockstep-system"}});
     h.application(NS, "cross", s).await;
@@ -462,8 +442,7 @@ async fn a_tampered_sops_file_and_a_moved_sealed_secret_keep_the_last_good_revis
         .arg(&plain_sealed))
     .ok()
     .stdout_str();
-    let c1 = commit_files(
-        &r,
+    let c1 = r.commit_files(
         &[
             (
                 "app/secret.enc.yaml",
@@ -487,8 +466,7 @@ async fn a_tampered_sops_file_and_a_moved_sealed_secret_keep_the_last_good_revis
     let start = text.find("ENC[AES256_GCM,data:").unwrap() + "ENC[AES256_GCM,data:".len();
     let mut tampered = text.clone().into_bytes();
     tampered[start] = if tampered[start] == b'A' { b'B' } else { b'A' };
-    let c2 = commit_files(
-        &r,
+    let c2 = r.commit_files(
         &[("app/secret.enc.yaml", String::from_utf8(tampered).unwrap())],
         &[],
     );
@@ -508,8 +486,7 @@ async fn a_tampered_sops_file_and_a_moved_sealed_secret_keep_the_last_good_revis
 
     // Restore the SOPS file; move the SealedSecret to another name (strict scope).
     let moved = sealed.replace("name: api", "name: api-copy");
-    let c3 = commit_files(
-        &r,
+    let c3 = r.commit_files(
         &[
             ("app/secret.enc.yaml", text.clone()),
             ("app/api.sealed.yaml", moved),
@@ -554,7 +531,7 @@ async fn a_deployment_held_unhealthy_turns_ready_false_with_the_reason() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {NS}\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n"
     );
     h.cluster.set_unhealthy("Deployment", NS, "web", true);
-    let c1 = commit_files(&r, &[("app/web.yaml", deploy)], &[]);
+    let c1 = r.commit_files(&[("app/web.yaml", deploy)], &[]);
     let mut s = spec(&r, "app");
     s["timeout"] = json!("3s");
     h.application(NS, "app", s).await;
@@ -646,8 +623,7 @@ async fn suspend_stops_applies_and_depends_on_waits_for_ready() {
     let h = Harness::start().await;
     let r = TestRepo::new(0);
     setup(&h, &r).await;
-    let c1 = commit_files(
-        &r,
+    let c1 = r.commit_files(
         &[
             ("base/a.yaml", cm("base", NS, "1")),
             ("top/b.yaml", cm("top", NS, "1")),
@@ -690,7 +666,7 @@ async fn suspend_stops_applies_and_depends_on_waits_for_ready() {
             .is_some_and(|c| c.reason == "Suspended")
     })
     .await;
-    commit_files(&r, &[("base/a.yaml", cm("base", NS, "2"))], &[]);
+    r.commit_files(&[("base/a.yaml", cm("base", NS, "2"))], &[]);
     h.request_reconcile(NS, "base").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -704,8 +680,7 @@ async fn an_object_annotated_reconcile_disabled_is_left_alone_until_unpaused() {
     let h = Harness::start().await;
     let r = TestRepo::new(0);
     setup(&h, &r).await;
-    let c1 = commit_files(
-        &r,
+    let c1 = r.commit_files(
         &[
             ("app/a.yaml", cm("a", NS, "1")),
             ("app/b.yaml", cm("b", NS, "1")),
@@ -743,8 +718,7 @@ async fn an_object_annotated_reconcile_disabled_is_left_alone_until_unpaused() {
         r#"{"data":{"value":"by-hand"}}"#,
     ]);
     // Paused: neither the hand edit is corrected nor a new commit applied to it.
-    let c2 = commit_files(
-        &r,
+    let c2 = r.commit_files(
         &[
             ("app/a.yaml", cm("a", NS, "2")),
             ("app/b.yaml", cm("b", NS, "2")),
@@ -784,7 +758,7 @@ async fn a_namespace_that_did_not_opt_in_says_which_binding_is_missing() {
     rbs.delete("lockstep-impersonate", &Default::default())
         .await
         .unwrap();
-    commit_files(&r, &[("app/a.yaml", cm("a", NS, "1"))], &[]);
+    r.commit_files(&[("app/a.yaml", cm("a", NS, "1"))], &[]);
     h.application(NS, "app", spec(&r, "app")).await;
     let app = h
         .wait_not_ready(NS, "app", "ImpersonationForbidden", "lockstep-impersonate")

@@ -34,19 +34,6 @@ fn sealed_for_prod_api() -> String {
     lockstep::manifest::emit_documents(&[s.to_node()]).replace("name: prod-api", "name: api")
 }
 
-fn commit_files(repo: &TestRepo, files: &[(&str, String)]) -> String {
-    for (path, content) in files {
-        support::write(&repo.work.join(path), content);
-    }
-    support::git::git(&repo.work, &["add", "-A"]);
-    support::git::git(
-        &repo.work,
-        &["commit", "-q", "--allow-empty", "-m", "change"],
-    );
-    repo.publish();
-    repo.head()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overlay_with_a_generator_and_a_sops_secret_is_applied() {
     let h = Harness::start().await;
@@ -68,9 +55,7 @@ async fn an_overlay_with_a_generator_and_a_sops_secret_is_applied() {
     );
     let recipient = support::read_string(&repo("keys-example/sops.recipient"));
     let enc = sops_encrypt_yaml(&sb, &plain, recipient.trim(), "^(data|stringData)$");
-    let c1 = commit_files(
-        &r,
-        &[
+    let c1 = r.commit_files(&[
             (
                 "bases/web/kustomization.yaml",
                 "resources: [cm.yaml, secret.enc.yaml, api.sealed.yaml]\n".into(),
@@ -87,8 +72,7 @@ async fn an_overlay_with_a_generator_and_a_sops_secret_is_applied() {
                     "resources: [../../bases/web]\nnamespace: {NS}\nnamePrefix: prod-\nconfigMapGenerator:\n- name: settings\n  literals: [MODE=prod]\n"
                 ),
             ),
-        ],
-    );
+        ], &[]);
     let mut s = json!({
         "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "apps/prod"},
         "serviceAccountName": "deployer",
@@ -121,12 +105,12 @@ async fn an_overlay_with_a_generator_and_a_sops_secret_is_applied() {
 
     // A kustomization that stops building fails the reconcile naming file and field, and
     // the applied objects stay.
-    let c2 = commit_files(
-        &r,
+    let c2 = r.commit_files(
         &[(
             "apps/prod/kustomization.yaml",
             "resources: [../../bases/web]\nhelmCharts: [{name: x}]\n".into(),
         )],
+        &[],
     );
     h.request_reconcile(NS, "app").await;
     let app = h
@@ -143,12 +127,12 @@ async fn an_overlay_with_a_generator_and_a_sops_secret_is_applied() {
 
     // An overlay that renames the SealedSecret away from the name it was sealed for fails,
     // naming the kustomization; nothing of it is applied and the last good objects stay.
-    let c3 = commit_files(
-        &r,
+    let c3 = r.commit_files(
         &[(
             "apps/prod/kustomization.yaml",
             format!("resources: [../../bases/web]\nnamespace: {NS}\nnamePrefix: staging-\n"),
         )],
+        &[],
     );
     h.request_reconcile(NS, "app").await;
     let app = h

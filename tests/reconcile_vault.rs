@@ -234,14 +234,6 @@ async fn reviewer_jwt(h: &Harness) -> String {
         .expect("reviewer token")
 }
 
-fn vault_secret_app(r: &TestRepo, file: &str, body: &str) -> String {
-    support::write(&r.work.join(file), body);
-    support::git::git(&r.work, &["add", "-A"]);
-    support::git::git(&r.work, &["commit", "-q", "-m", "vault refs"]);
-    r.publish();
-    r.head()
-}
-
 fn count_logins(bao: &OpenBao, mount: &str) -> usize {
     let p = format!("auth/{mount}/login");
     bao.audited(|x| x == p)
@@ -308,11 +300,7 @@ async fn kubernetes_auth_logs_in_as_the_app_and_openbao_checks_the_binding() {
         json!({"vaultPaths": ["secret/data/team-a/"]}),
     )
     .await;
-    let c1 = vault_secret_app(
-        &r,
-        "app/db.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
-    );
+    let c1 = r.commit("app/db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n", None);
     let spec = |role: &str| {
         json!({
             "source": {"url": r.file_url(), "ref": {"branch": "main"}, "path": "app"},
@@ -504,11 +492,7 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
                "stringData": {"roleId": "team-a-role", "secretId": "team-a-secret-id-3f9"}}),
     )
     .await;
-    let c1 = vault_secret_app(
-        &r,
-        "app/db.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
-    );
+    let c1 = r.commit("app/db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n", None);
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = h.controller_kubeconfig(dir.path());
@@ -559,10 +543,10 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
     // (db.yaml's allowed path is read in the same render; nothing else is.)
     let before = bao.audited(|p| !p.contains("team-a/db"));
     let team_b_before = audited_containing(&bao, "team-b");
-    vault_secret_app(
-        &r,
+    r.commit(
         "app/other.yaml",
         &other("ref+vault://secret/team-b/db#password"),
+        None,
     );
     h.request_reconcile(NS, "app").await;
     let app = h
@@ -596,10 +580,10 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
     );
 
     // A path Vault's ACL denies.
-    vault_secret_app(
-        &r,
+    r.commit(
         "app/other.yaml",
         &other("ref+vault://secret/team-a/forbidden#password"),
+        None,
     );
     h.request_reconcile(NS, "app").await;
     let app = h
@@ -629,10 +613,10 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
     );
 
     // A key missing at the path.
-    vault_secret_app(
-        &r,
+    r.commit(
         "app/other.yaml",
         &other("ref+vault://secret/team-a/db#nope"),
+        None,
     );
     h.request_reconcile(NS, "app").await;
     h.wait_not_ready(
@@ -645,19 +629,11 @@ async fn approle_policy_acl_restart_and_no_value_anywhere() {
 
     // Back to good, then Vault stops: not applied, nothing pruned, last revision kept.
     std::fs::remove_file(r.work.join("app/other.yaml")).unwrap();
-    let c2 = vault_secret_app(
-        &r,
-        "app/db.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n  again: ref+vault://secret/team-a/db#password\n",
-    );
+    let c2 = r.commit("app/db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n  again: ref+vault://secret/team-a/db#password\n", None);
     h.request_reconcile(NS, "app").await;
     h.wait_ready(NS, "app", Some(&c2)).await;
     bao.stop();
-    let c3 = vault_secret_app(
-        &r,
-        "app/db.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
-    );
+    let c3 = r.commit("app/db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n", None);
     h.request_reconcile(NS, "app").await;
     let app = h
         .wait_not_ready(NS, "app", "BuildFailed", "unreachable")
@@ -761,11 +737,7 @@ async fn sealed_and_hung_vault_are_transient_and_named() {
     h.tenant(NS).await;
     h.policy("tenants", &r.srv_dir(), json!({})).await;
     store_vault_token(&h, &token).await;
-    let c1 = vault_secret_app(
-        &r,
-        "app/db.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
-    );
+    let c1 = r.commit("app/db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n", None);
     token_app(
         &h,
         &r,
@@ -867,11 +839,7 @@ async fn a_policy_grant_lets_the_reconciler_resolve_a_reference_in_a_configmap()
     )
     .await;
     store_vault_token(&h, &token).await;
-    let c1 = vault_secret_app(
-        &r,
-        "app/settings.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  mode: fast\n  dsn: ref+vault://secret/team-a/db#dsn\n",
-    );
+    let c1 = r.commit("app/settings.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  mode: fast\n  dsn: ref+vault://secret/team-a/db#dsn\n", None);
     token_app(&h, &r, &bao, json!({"prune": true})).await;
 
     // No grant: refused before any read, naming the field that would allow it.
@@ -950,11 +918,7 @@ async fn a_vault_address_outside_the_policy_is_denied_before_any_call() {
     )
     .await;
     store_vault_token(&h, &token).await;
-    let c1 = vault_secret_app(
-        &r,
-        "app/db.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n",
-    );
+    let c1 = r.commit("app/db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ref+vault://secret/team-a/db#password\n", None);
     token_app(&h, &r, &bao, json!({})).await;
     let origin = bao.addr.trim_end_matches('/').to_owned();
     h.wait_not_ready(NS, "app", "PolicyDenied", "vaultAddresses")

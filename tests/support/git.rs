@@ -172,6 +172,24 @@ impl TestRepo {
         self.head()
     }
 
+    /// Writes `files`, deletes `remove`, commits everything (an empty commit when nothing
+    /// changed); publishes; returns the commit.
+    pub fn commit_files(&self, files: &[(&str, String)], remove: &[&str]) -> String {
+        for f in remove {
+            let _ = std::fs::remove_file(self.work.join(f));
+        }
+        for (path, content) in files {
+            write(&self.work.join(path), content);
+        }
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", "change"],
+        );
+        self.publish();
+        self.head()
+    }
+
     /// An annotated tag (signed with `git tag -s` when a signer is given).
     pub fn tag(&self, name: &str, signer: Option<&Signer>) {
         let mut c = git_cmd(&self.work);
