@@ -1056,38 +1056,32 @@ mod tests {
     fn object_and_kustomization_limits_hold() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let d = tmp.path();
+        let build_with = |limits| {
+            build(
+                d,
+                &BuildOptions {
+                    root: d,
+                    limits,
+                    sops: None,
+                },
+            )
+        };
         let mut many = String::new();
         for i in 0..30 {
             many += &format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n");
         }
         std::fs::write(d.join("r.yaml"), many).expect("write");
         std::fs::write(d.join("kustomization.yaml"), "resources: [r.yaml]\n").expect("write");
-        let limits = BuildLimits {
+        let e = build_with(BuildLimits {
             max_objects: 10,
             ..BuildLimits::default()
-        };
-        let e = build(
-            d,
-            &BuildOptions {
-                root: d,
-                limits,
-                sops: None,
-            },
-        )
+        })
         .expect_err("over the limit");
         assert!(e.message.contains("more than 10 objects"), "{e}");
-        let limits = BuildLimits {
+        let e = build_with(BuildLimits {
             max_total_bytes: 500,
             ..BuildLimits::default()
-        };
-        let e = build(
-            d,
-            &BuildOptions {
-                root: d,
-                limits,
-                sops: None,
-            },
-        )
+        })
         .expect_err("over the bytes");
         assert!(e.message.contains("500 bytes"), "{e}");
         // One patch over many targets is charged per target.
@@ -1099,18 +1093,10 @@ mod tests {
             ),
         )
         .expect("write");
-        let limits = BuildLimits {
+        let e = build_with(BuildLimits {
             max_total_bytes: 10_000,
             ..BuildLimits::default()
-        };
-        let e = build(
-            d,
-            &BuildOptions {
-                root: d,
-                limits,
-                sops: None,
-            },
-        )
+        })
         .expect_err("over the budget");
         assert!(e.message.contains("in patches and generators"), "{e}");
         assert_eq!(e.field.as_deref(), Some("patches[0]"));
